@@ -1,0 +1,148 @@
+"""The ``ticketscope`` command line: data, run, show, analyze, sweep, report, presets, demo."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import typer
+from pydantic import BaseModel
+
+from .config import DataConfig, RunConfig, load_config, parse_config
+from .errors import TicketscopeError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="How iterative magnitude pruning makes fully connected networks grow local receptive fields.")
+data_app = typer.Typer(no_args_is_help=True, help="Sample, look at and download data sets.")
+app.add_typer(data_app, name="data")
+
+
+def _data_config(task: str, L: int, dim: int, xi: list[float], gain: float, clone: bool, open_: bool,
+                 data_dir: Optional[str], grayscale: bool, standardize: bool) -> DataConfig:
+    fields: dict[str, Any] = {"name": task, "L": L, "dim": dim, "gain": gain, "gaussian_clone": clone,
+                              "torus": not open_, "data_dir": data_dir, "grayscale": grayscale,
+                              "standardize": standardize}
+    if xi:
+        fields["xis"] = tuple(xi)
+    return parse_config(fields, "(command-line options)", DataConfig)
+
+
+TASK = typer.Option("nlgp", "--task", help="nlgp | cifar10 | mnist | fashion-mnist | natural")
+L_OPT = typer.Option(20, "--L", help="image side in pixels (nlgp, natural)")
+DIM = typer.Option(2, "--dim", help="nlgp: 1 or 2")
+XI = typer.Option([], "--xi", help="nlgp: correlation length of a class (repeat once per class)")
+GAIN = typer.Option(3.0, "--gain", help="nlgp: gain g")
+CLONE = typer.Option(False, "--clone", help="the Gaussian clone of the data set")
+OPEN = typer.Option(False, "--open", help="nlgp: open boundaries instead of a torus")
+DATA_DIR = typer.Option(None, "--data-dir", envvar="TICKETSCOPE_DATA", help="folder of the real data sets")
+GRAY = typer.Option(True, "--grayscale/--rgb", help="cifar10: grayscale or RGB")
+STD = typer.Option(False, "--standardize", help="per-image standardization")
+
+
+@data_app.command("sample")
+def data_sample(out: Path = typer.Option(..., "--out", help="output .safetensors file (X, y)"),
+                n: int = typer.Option(1000, "--n", help="number of samples"),
+                seed: int = typer.Option(0, "--seed"),
+                split: str = typer.Option("train", "--split", help="train | test"),
+                task: str = TASK, L: int = L_OPT, dim: int = DIM, xi: list[float] = XI, gain: float = GAIN,
+                clone: bool = CLONE, open_: bool = OPEN, data_dir: Optional[str] = DATA_DIR,
+                grayscale: bool = GRAY, standardize: bool = STD) -> None:
+    """Write n samples (X float32 (n, D), y int64) of a data set to a safetensors file."""
+    from .data import make_dataset
+    from .io import save_tensors
+
+    ds = make_dataset(_data_config(task, L, dim, xi, gain, clone, open_, data_dir, grayscale, standardize))
+    if split not in ("train", "test"):
+        raise TicketscopeError(f"--split must be train or test, not {split!r}")
+    X, y = getattr(ds, split)(n, seed=seed)
+    save_tensors(out, {"X": X, "y": y})
+    typer.echo(f"wrote {len(X)} samples of {ds.name} (input shape {ds.input_shape}) to {out}")
+
+
+@data_app.command("show")
+def data_show(out: Path = typer.Option(Path("examples.png"), "--out", help="output PNG"),
+              n: int = typer.Option(4, "--n", help="examples per class"),
+              seed: int = typer.Option(0, "--seed"),
+              task: str = TASK, L: int = L_OPT, dim: int = DIM, xi: list[float] = XI, gain: float = GAIN,
+              open_: bool = OPEN, data_dir: Optional[str] = DATA_DIR,
+              grayscale: bool = GRAY, standardize: bool = STD) -> None:
+    """A PNG grid of example images of each class beside their Gaussian clone."""
+    from .data import make_dataset
+    from .data.show import show_examples
+
+    cfg = _data_config(task, L, dim, xi, gain, False, open_, data_dir, grayscale, standardize)
+    ds = make_dataset(cfg)
+    clone = make_dataset(cfg.model_copy(update={"gaussian_clone": True}))
+    path = show_examples(ds, out, clone=clone, n_per_class=n, seed=seed)
+    typer.echo(f"wrote {path}")
+
+
+@data_app.command("download")
+def data_download(name: str = typer.Argument(..., help="cifar10 | mnist | fashion-mnist"),
+                  data_dir: Optional[str] = DATA_DIR) -> None:
+    """Fetch a data set's official archive, verify its checksum and unpack it."""
+    from .data.download import download
+    from .data.images import data_root
+
+    typer.echo(f"ready: {download(name, data_root(data_dir))}")
+
+
+@app.command()
+def run(config: Path = typer.Argument(..., help="run config (YAML)"),
+        out: Path = typer.Option(..., "--out", help="run directory (resumed if it exists)"),
+        quiet: bool = typer.Option(False, "--quiet", help="no progress bars")) -> None:
+    """Run one experiment (data, model, training, pruning method, seed); resumes a killed run."""
+    from .runs import run_experiment
+
+    table = run_experiment(load_config(config), out, progress=not quiet)
+    typer.echo(f"{len(table)} rounds in {out}")
+
+
+@app.command()
+def show(run_dir: Path = typer.Argument(..., help="run directory"),
+         as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table")) -> None:
+    """Per-round summary of a run: density per layer, train and test accuracy and loss."""
+    from .runs import summary_table
+
+    if not (run_dir / "config.yaml").exists():
+        raise TicketscopeError(f"{run_dir} is not a run directory (no config.yaml)")
+    table = summary_table(run_dir)
+    if as_json:
+        typer.echo(json.dumps(table.to_dict(orient="records"), indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=str(run_dir))
+    for col in table.columns:
+        t.add_column(col)
+    for row in table.itertuples(index=False):
+        t.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row))
+    Console().print(t)
+
+
+def _describe(obj: BaseModel, indent: str = "") -> Iterator[str]:
+    for name, f in type(obj).model_fields.items():
+        value = getattr(obj, name)
+        if isinstance(value, BaseModel):
+            yield f"{indent}{name}:"
+            yield from _describe(value, indent + "  ")
+        else:
+            yield f"{indent}{name}: {json.dumps(value)}    # {f.description}"
+
+
+@app.command("config")
+def config_cmd(path: Optional[Path] = typer.Argument(None, help="a config to validate and print resolved")) -> None:
+    """Print a config with every default filled in and each field's unit and meaning."""
+    typer.echo("\n".join(_describe(load_config(path) if path is not None else RunConfig())))
+
+
+def main() -> None:
+    """Entry point: user-facing errors become one clear line and exit status 2."""
+    try:
+        app()
+    except TicketscopeError as e:
+        typer.secho(f"error: {e}", fg="red", err=True)
+        sys.exit(2)

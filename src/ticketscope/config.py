@@ -1,0 +1,184 @@
+"""Validated run configuration (pydantic): data, model, training, pruning, run.
+
+Every field has a default; its description gives its unit. ``load_config`` turns a YAML file
+into a ``RunConfig`` or raises one ``TicketscopeError`` naming the offending field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import TicketscopeError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(_Strict):
+    """Which data set, its parameters, and how much of it to use."""
+
+    name: Literal["nlgp", "cifar10", "mnist", "fashion-mnist", "natural"] = Field(
+        "nlgp", description="data set (nlgp: synthetic non-linear Gaussian process; natural: offline scikit-image patches)")
+    gaussian_clone: bool = Field(
+        False, description="(flag) replace the data by a Gaussian process with each class's mean and covariance")
+    L: int = Field(20, ge=2, description="(pixels) side of the image (nlgp, natural patches)")
+    dim: Literal[1, 2] = Field(2, description="(1 or 2) nlgp: 1D vectors of length L or 2D L x L images")
+    xis: tuple[float, ...] = Field(
+        (1.0, 3.0), min_length=2, description="(pixels) nlgp: correlation length of each class, one class each")
+    gain: float = Field(3.0, gt=0, description="(dimensionless) nlgp: gain g of the erf non-linearity")
+    torus: bool = Field(True, description="(flag) nlgp: periodic boundaries")
+    ridge: float = Field(1e-3, ge=0, description="(variance) added to covariance diagonals (nlgp field, clones)")
+    grayscale: bool = Field(True, description="(flag) cifar10: convert RGB to grayscale")
+    standardize: bool = Field(False, description="(flag) per-image standardization (zero mean, unit variance per image)")
+    data_dir: str | None = Field(
+        None, description="(path) folder of the real data sets; default: $TICKETSCOPE_DATA or ~/.cache/ticketscope")
+    n_train: int = Field(20000, ge=1, description="(samples) training set size (ignored when online)")
+    n_test: int = Field(2000, ge=1, description="(samples) held-out evaluation set size")
+    online: bool = Field(
+        False, description="(flag) synthetic data only: draw a fresh mini-batch every step instead of a fixed training set")
+
+    @field_validator("xis")
+    @classmethod
+    def _positive_xis(cls, v: tuple[float, ...]) -> tuple[float, ...]:
+        if any(x <= 0 for x in v):
+            raise ValueError("every correlation length must be > 0")
+        return v
+
+
+class ModelConfig(_Strict):
+    """A fully connected network: input -> hidden layers -> linear readout."""
+
+    hidden: tuple[int, ...] = Field((100,), min_length=1, description="(units) width of each hidden layer")
+    activation: Literal["relu", "erf", "tanh"] = Field("relu", description="hidden non-linearity")
+    bias: bool = Field(True, description="(flag) biases in every layer")
+    batchnorm: bool = Field(False, description="(flag) batch norm of each hidden layer's input (Pellegrini & Biroli)")
+    init: Literal["kaiming", "glorot", "normal"] = Field("kaiming", description="weight initialization scheme")
+    init_std: float = Field(0.01, gt=0, description="(weight units) std of the 'normal' init")
+
+
+class TrainConfig(_Strict):
+    """Optimizer, schedule and budget of each round's training."""
+
+    optimizer: Literal["sgd", "adam"] = Field("sgd", description="optimizer")
+    lr: float = Field(0.05, gt=0, description="(1/step) learning rate")
+    momentum: float = Field(0.9, ge=0, lt=1, description="(dimensionless) SGD momentum")
+    nesterov: bool = Field(False, description="(flag) SGD Nesterov momentum")
+    weight_decay: float = Field(0.0, ge=0, description="(1/step, L2 coefficient) weight decay")
+    schedule: Literal["constant", "cosine", "step"] = Field("cosine", description="learning-rate schedule")
+    milestones: tuple[float, ...] = Field(
+        (0.5, 0.75), description="(fraction of the budget) step schedule: where the lr is multiplied by gamma")
+    gamma: float = Field(0.1, gt=0, description="(factor) step schedule multiplier")
+    batch_size: int = Field(128, ge=1, description="(samples) mini-batch size")
+    steps: int | None = Field(2000, ge=1, description="(steps) training budget per round; set epochs instead to count epochs")
+    epochs: float | None = Field(None, gt=0, description="(passes over the training set) budget per round, instead of steps")
+    eval_every: int = Field(0, ge=0, description="(steps) evaluate during training every this many steps; 0: only at the end")
+    n_eval_train: int = Field(2000, ge=1, description="(samples) training samples used to report train loss/accuracy")
+    loss: Literal["ce", "mse"] = Field("ce", description="softmax cross-entropy or MSE on one-hot targets")
+
+    @model_validator(mode="after")
+    def _budget(self) -> "TrainConfig":
+        if self.epochs is not None and self.steps is not None and "steps" in self.model_fields_set:
+            raise ValueError("give either steps or epochs, not both")
+        if self.epochs is None and self.steps is None:
+            raise ValueError("give a training budget: steps or epochs")
+        if any(not 0 < m < 1 for m in self.milestones):
+            raise ValueError("milestones are fractions of the budget, each in (0, 1)")
+        return self
+
+
+class PruneConfig(_Strict):
+    """Pruning method and schedule (Frankle & Carbin; late rewinding: Frankle et al. 2020)."""
+
+    method: Literal["imp", "oneshot", "random", "cavity"] = Field(
+        "imp", description="imp: iterative magnitude; oneshot: magnitude of the dense trained net; random; "
+        "cavity: remove weights whose removal most raises non-Gaussianity")
+    fraction: float = Field(0.2, gt=0, lt=1, description="(fraction of remaining weights) removed per round")
+    scope: Literal["layerwise", "global"] = Field("layerwise", description="threshold per layer or across layers")
+    layers: tuple[int, ...] | None = Field(
+        None, description="(layer indices, 0 = first) prunable layers; default: all but the readout")
+    rewind: Literal["init", "step", "none"] = Field(
+        "init", description="rewind survivors to initialization, to step rewind_step, or not at all (fine-tune)")
+    rewind_step: int = Field(0, ge=0, description="(steps) late-rewinding point, used when rewind = step")
+    rounds: int = Field(10, ge=0, description="(rounds) pruning rounds after the dense round 0")
+    target_density: float = Field(0.0, ge=0, lt=1, description="(fraction) stop once every pruned layer is at or below it")
+    min_connected: float = Field(
+        0.0, ge=0, le=1, description="(fraction of units) stop before a round leaves fewer units with an incoming connection")
+    cavity_mix: float = Field(
+        1.0, ge=0, le=1, description="(weight) cavity: 1 = pure non-Gaussianity score, 0 = pure magnitude")
+    n_probe: int = Field(4096, ge=16, description="(samples) probe set for the cavity rule")
+
+
+class RunConfig(_Strict):
+    """One experiment: data, model, training, pruning method and seed."""
+
+    name: str = Field("run", description="free-form label")
+    seed: int = Field(0, ge=0, description="(integer) seeds init, data order and data sampling")
+    device: Literal["cpu", "cuda", "auto"] = Field("cpu", description="where to train and measure (auto: cuda if present)")
+    threads: int = Field(0, ge=0, description="(CPU threads) torch threads; 0 = torch's default")
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    prune: PruneConfig = PruneConfig()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "RunConfig":
+        n_layers = len(self.model.hidden) + 1
+        if self.prune.layers is not None:
+            bad = [i for i in self.prune.layers if not 0 <= i < n_layers]
+            if bad:
+                raise ValueError(f"prune.layers {bad} out of range: the model has layers 0..{n_layers - 1}")
+        if self.data.online and self.data.name != "nlgp" and not self.data.gaussian_clone:
+            raise ValueError("data.online needs a synthetic data set (nlgp or a gaussian_clone)")
+        return self
+
+    def digest(self) -> str:
+        """Hash of the resolved config (key order irrelevant): names sweep run directories."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def _format_errors(err: ValidationError, source: str) -> str:
+    lines = [f"invalid config {source}:"]
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        lines.append(f"  {loc}: {e['msg']} (got {e.get('input')!r})")
+    lines.append("`ticketscope config` prints every field with its default and unit")
+    return "\n".join(lines)
+
+
+def parse_config(obj: dict[str, Any], source: str = "<dict>", cls: type[BaseModel] = RunConfig) -> Any:
+    """Validate a plain dict into ``cls``; errors name each bad field and its value."""
+    try:
+        return cls.model_validate(obj)
+    except ValidationError as e:
+        raise TicketscopeError(_format_errors(e, source)) from None
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        obj = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise TicketscopeError(f"config file {path} does not exist") from None
+    except yaml.YAMLError as e:
+        raise TicketscopeError(f"config file {path} is not valid YAML: {e}") from None
+    if obj is None:
+        return {}
+    if not isinstance(obj, dict):
+        raise TicketscopeError(f"config file {path} must hold a mapping of fields, not {type(obj).__name__}")
+    return obj
+
+
+def load_config(path: str | Path) -> RunConfig:
+    return parse_config(load_yaml(path), str(path))
+
+
+def dump_config(cfg: BaseModel) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
