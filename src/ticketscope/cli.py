@@ -146,3 +146,7 @@ def main() -> None:
     except TicketscopeError as e:
         typer.secho(f"error: {e}", fg="red", err=True)
         sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -125,7 +125,7 @@ def train(model: FCN, batches: BatchSource, cfg: TrainConfig, start: int, total:
         loss = loss_fn(model(X), y, cfg.loss)
         if not torch.isfinite(loss):
             raise TicketscopeError(
-                f"training diverged in round {round_} at step {step}: loss = {float(loss)}; "
+                f"training diverged in round {round_} at step {step}: loss = {loss.item()}; "
                 "lower train.lr or check the data")
         opt.zero_grad(set_to_none=True)
         loss.backward()

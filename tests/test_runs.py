@@ -1,0 +1,176 @@
+"""Runs: IMP rounds, baselines, rewinding, determinism, resume after SIGKILL, integrity."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from conftest import TINY, merge
+from ticketscope.config import load_config, parse_config
+from ticketscope.errors import TicketscopeError
+from ticketscope.io import exclusive_lock, load_tensors
+from ticketscope.runs import completed_rounds, round_dir, run_experiment
+
+
+def _run(tmp_path: Path, name: str, update: dict | None = None):
+    cfg = parse_config(merge(TINY, update or {}))
+    return run_experiment(cfg, tmp_path / name, progress=False), tmp_path / name
+
+
+def _tensors(run: Path) -> dict[str, torch.Tensor]:
+    out = {}
+    for f in sorted(run.glob("rounds/*/*.safetensors")):
+        for k, v in load_tensors(f).items():
+            out[f"{f.parent.name}/{f.name}/{k}"] = v
+    return out
+
+
+def _assert_same_run(a: Path, b: Path) -> None:
+    ta, tb = _tensors(a), _tensors(b)
+    assert ta.keys() == tb.keys()
+    for k in ta:
+        assert torch.equal(ta[k], tb[k]), k
+    cols = ["round", "density", "train_loss", "train_accuracy", "test_loss", "test_accuracy"]
+    import pandas as pd
+    pd.testing.assert_frame_equal(pd.read_parquet(a / "metrics.parquet")[cols], pd.read_parquet(b / "metrics.parquet")[cols])
+
+
+def test_imp_rounds_densities_and_rewind(tmp_path):
+    table, run = _run(tmp_path, "imp")
+    assert list(table["round"]) == [0, 1, 2, 3]
+    for r, s in enumerate(completed_rounds(run)):
+        n = 16 * 64  # first layer: 16 units x 64 pixels; the readout is not pruned
+        assert abs(s["layer_density"]["layers.0"] * n - n * 0.8**r) <= 1
+    rewind = load_tensors(round_dir(run, 0) / "rewind.safetensors")
+    init = load_tensors(round_dir(run, 0) / "start.safetensors")
+    assert torch.equal(rewind["layers.0.weight"], init["layers.0.weight"])  # rewind to init
+    for r in (1, 2, 3):
+        start = load_tensors(round_dir(run, r) / "start.safetensors")
+        final = load_tensors(round_dir(run, r) / "final.safetensors")
+        mask = start["layers.0.mask"]
+        assert torch.equal(start["layers.0.weight"], rewind["layers.0.weight"] * mask)  # exact rewind
+        assert torch.equal(start["layers.1.weight"], rewind["layers.1.weight"])  # readout unpruned
+        assert torch.all(final["layers.0.weight"][mask == 0] == 0)
+        prev = load_tensors(round_dir(run, r - 1) / "final.safetensors")
+        alive = prev["layers.0.mask"].bool()
+        kept = mask.bool()
+        # IMP keeps exactly the largest |w| among the previous round's survivors
+        assert prev["layers.0.weight"].abs()[kept].min() >= prev["layers.0.weight"].abs()[alive & ~kept].max()
+
+
+def test_late_rewinding_restores_step_k(tmp_path):
+    _, run = _run(tmp_path, "late", {"prune": {"rewind": "step", "rewind_step": 20, "rounds": 1}})
+    rewind = load_tensors(round_dir(run, 0) / "rewind.safetensors")
+    init = load_tensors(round_dir(run, 0) / "start.safetensors")
+    assert not torch.equal(rewind["layers.0.weight"], init["layers.0.weight"])
+    start = load_tensors(round_dir(run, 1) / "start.safetensors")
+    assert torch.equal(start["layers.0.weight"], rewind["layers.0.weight"] * start["layers.0.mask"])
+    assert completed_rounds(run)[1]["steps"] == 60 - 20
+
+
+@pytest.mark.parametrize("scope", ["layerwise", "global"])
+def test_baselines_match_imp_densities(tmp_path, scope):
+    two = {"model": {"hidden": [16, 12]}, "prune": {"scope": scope, "rounds": 2}}
+    runs = {m: _run(tmp_path, m, merge(two, {"prune": {"method": m}}))[1] for m in ("imp", "oneshot", "random")}
+    dens = {m: [s["layer_density"] for s in completed_rounds(r)] for m, r in runs.items()}
+    if scope == "layerwise":
+        assert dens["imp"] == dens["oneshot"] == dens["random"]
+    totals = {m: [s["density"] for s in completed_rounds(r)] for m, r in runs.items()}
+    for m in runs:  # overall prunable density: (1-p)^r within one weight
+        n = 16 * 64 + 12 * 16
+        assert all(abs(d * n - n * 0.8**r) <= 1 for r, d in enumerate(totals[m]))
+    # one-shot keeps the largest |w| of the *dense* trained network
+    dense = load_tensors(round_dir(runs["oneshot"], 0) / "final.safetensors")["layers.0.weight"].abs()
+    mask = load_tensors(round_dir(runs["oneshot"], 2) / "masks.safetensors")["layers.0"].bool()
+    if scope == "layerwise":
+        assert dense[mask].min() >= dense[~mask].max()
+    # random masks differ from magnitude masks
+    rmask = load_tensors(round_dir(runs["random"], 2) / "masks.safetensors")["layers.0"]
+    assert not torch.equal(rmask, mask.float())
+
+
+def test_seed_determinism(tmp_path):
+    _, a = _run(tmp_path, "a", {"prune": {"rounds": 1}})
+    _, b = _run(tmp_path, "b", {"prune": {"rounds": 1}})
+    _assert_same_run(a, b)
+    _, c = _run(tmp_path, "c", {"prune": {"rounds": 1}, "seed": 1})
+    assert not torch.equal(_tensors(a)["001/final.safetensors/layers.0.weight"], _tensors(c)["001/final.safetensors/layers.0.weight"])
+
+
+def test_online_training_and_stop_conditions(tmp_path):
+    table, run = _run(tmp_path, "online", {"data": {"online": True}, "prune": {"rounds": 10, "target_density": 0.6}})
+    assert list(table["round"]) == [0, 1, 2, 3]  # 0.8^3 = 0.512 <= 0.6 stops
+    table, run = _run(tmp_path, "conn", {"model": {"hidden": [4]}, "data": {"L": 4},
+                                         "prune": {"rounds": 30, "min_connected": 1.0}})
+    import json
+    reason = json.loads((run / "run.json").read_text())["stop_reason"]
+    assert "min_connected" in reason and len(table) < 31
+
+
+def test_kill_and_resume_is_bit_identical(tmp_path):
+    cfg = merge(TINY, {"train": {"steps": 150}, "prune": {"rounds": 4}})
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    _, ref = _run(tmp_path, "ref", {"train": {"steps": 150}, "prune": {"rounds": 4}})
+    killed = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "ticketscope.cli", "run", str(path), "--out", str(killed), "--quiet"]
+    proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONPATH": "src"})
+    deadline = time.time() + 120
+    while not (round_dir(killed, 1) / "round.json").exists():  # kill mid-run, after round 1
+        assert time.time() < deadline and proc.poll() is None, "run ended before it could be killed"
+        time.sleep(0.02)
+    time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "run.json").exists()
+    subprocess.run(cmd, check=True)
+    _assert_same_run(ref, killed)
+
+
+def test_second_process_is_refused(tmp_path):
+    with exclusive_lock(tmp_path / "busy"):
+        with pytest.raises(TicketscopeError, match="another process"):
+            _run(tmp_path, "busy")
+
+
+def test_corrupt_checkpoint_is_named(tmp_path):
+    _, run = _run(tmp_path, "c", {"prune": {"rounds": 1}})
+    # as if killed during round 1: round 1 must be redone from round 0's checkpoints
+    (run / "run.json").unlink()
+    (round_dir(run, 1) / "round.json").unlink()
+    final = round_dir(run, 0) / "final.safetensors"
+    data = bytearray(final.read_bytes())
+    data[-3] ^= 0xFF
+    final.write_bytes(bytes(data))
+    with pytest.raises(TicketscopeError, match=r"corrupt checkpoint .*000/final.safetensors"):
+        run_experiment(load_config(run / "config.yaml"), run, progress=False)
+
+
+def test_different_config_in_same_directory_is_refused(tmp_path):
+    _run(tmp_path, "x", {"prune": {"rounds": 1}})
+    with pytest.raises(TicketscopeError, match="different config"):
+        _run(tmp_path, "x", {"prune": {"rounds": 2}})
+
+
+def test_config_errors_name_the_field(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  lr: -1\nmodel:\n  activation: sigmoid\n")
+    out = subprocess.run([sys.executable, "-m", "ticketscope.cli", "run", str(bad), "--out", str(tmp_path / "o")],
+                         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": "src"})
+    assert out.returncode == 2
+    assert "train.lr" in out.stderr and "model.activation" in out.stderr and "Traceback" not in out.stderr
+    with pytest.raises(TicketscopeError, match="prune.layers"):
+        parse_config({"prune": {"layers": [5]}})
+    with pytest.raises(TicketscopeError, match="does not exist"):
+        load_config(tmp_path / "missing.yaml")
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    with pytest.raises(TicketscopeError, match="mapping"):
+        load_config(tmp_path / "list.yaml")
