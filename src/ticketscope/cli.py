@@ -123,6 +123,17 @@ def show(run_dir: Path = typer.Argument(..., help="run directory"),
     Console().print(t)
 
 
+@app.command()
+def analyze(run_dir: Path = typer.Argument(..., help="run directory"),
+            n_probe: int = typer.Option(4096, "--n-probe", help="held-out probe samples"),
+            force: bool = typer.Option(False, "--force", help="recompute even if up to date")) -> None:
+    """Measure every round of a run (localization, kurtosis, cavity) and write tables and figures."""
+    from .analysis import analyze_run
+
+    out = analyze_run(run_dir, n_probe=n_probe, force=force)
+    typer.echo(f"tables and figures in {out}")
+
+
 def _describe(obj: BaseModel, indent: str = "") -> Iterator[str]:
     for name, f in type(obj).model_fields.items():
         value = getattr(obj, name)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Sequence
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -52,6 +53,9 @@ def curve(ax: plt.Axes, agg: pd.DataFrame, x: str, label: str, **kw: object) -> 
 def density_axis(ax: plt.Axes) -> None:
     """Density on a log x axis, decreasing to the right (the direction of pruning)."""
     ax.set_xscale("log")
+    ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.invert_xaxis()
     ax.set_xlabel("density (fraction of weights kept)")
 
@@ -89,4 +93,79 @@ def rf_grid(panels: Sequence[tuple[str, np.ndarray, np.ndarray, Sequence[str]]],
         axes[2 * row, 0].set_ylabel(f"{label}\nweights", fontsize=8)
         axes[2 * row + 1, 0].set_ylabel("mask", fontsize=8)
     fig.suptitle(title + "\n(red +, blue -; mask: black = kept)", fontsize=9)
+    return save(fig, path)
+
+
+def round_curves(rounds: pd.DataFrame, path: str | Path, cols: Sequence[tuple[str, str]],
+                 nulls: dict[str, str | float] | None = None, extra: dict[str, Sequence[str]] | None = None,
+                 title: str = "") -> Path:
+    """One panel per measure against density, a line per pruned layer (a single run).
+
+    ``nulls`` maps a measure to its null: another column (dashed) or a constant (dotted line);
+    ``extra`` maps a measure to thin companion columns (e.g. per-class values).
+    """
+    nulls, extra = nulls or {}, extra or {}
+    fig, axes = plt.subplots(1, len(cols), figsize=(4.2 * len(cols), 3.4), squeeze=False)
+    for ax, (col, label) in zip(axes[0], cols):
+        for layer, df in rounds.groupby("layer"):
+            df = df.sort_values("density")
+            (line,) = ax.plot(df["density"], df[col], marker="o", ms=3, label=str(layer))
+            null = nulls.get(col)
+            if isinstance(null, str):
+                ax.plot(df["density"], df[null], ls="--", color=line.get_color(), label=f"{layer} null")
+            for e in extra.get(col, ()):
+                ax.plot(df["density"], df[e], lw=0.8, alpha=0.6, color=line.get_color(), ls=":",
+                        label=f"{layer} {e.replace('kappa_', '')}")
+        if isinstance(nulls.get(col), float):
+            ax.axhline(nulls[col], color="k", ls=":", lw=1, label="null")
+        density_axis(ax)
+        ax.set_ylabel(label)
+        ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def cavity_histograms(cavity: pd.DataFrame, path: str | Path, title: str = "", max_rounds: int = 6) -> Path:
+    """Per pruning step: cavity-score distributions of removed vs kept vs random surviving weights."""
+    steps = sorted(cavity["round"].unique())
+    if len(steps) > max_rounds:
+        steps = [steps[int(i)] for i in np.linspace(0, len(steps) - 1, max_rounds)]
+    fig, axes = plt.subplots(1, len(steps), figsize=(3.2 * len(steps), 3), squeeze=False, sharey=False)
+    for ax, r in zip(axes[0], steps):
+        df = cavity[cavity["round"] == r]
+        lo, hi = np.nanpercentile(df["score"], [1, 99]) if len(df) else (-1, 1)
+        bins = np.linspace(lo, hi, 40)
+        for group, color in (("removed", "C3"), ("kept", "C0"), ("random", "0.5")):
+            s = df.loc[df["group"] == group, "score"]
+            if len(s):
+                ax.hist(s.clip(lo, hi), bins=bins, density=True, histtype="step", color=color, lw=1.4,
+                        label=f"{group} (mean {s.mean():.2g}, {100 * (s > 0).mean():.0f}% > 0)")
+        ax.axvline(0, color="k", lw=0.8)
+        ax.set_title(f"round {r} -> {r + 1}", fontsize=8)
+        ax.set_xlabel("cavity score  |k'-3| - |k-3|")
+        ax.legend(fontsize=6)
+    fig.suptitle(title + "\npositive: removing the weight raises non-Gaussianity", fontsize=9)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def connectivity(disp: object, indeg: object, path: str | Path, title: str = "") -> Path:
+    """Pellegrini-Biroli statistics: pair displacements and in-degrees against their nulls."""
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.4))
+    d, obs, null = disp.distance.numpy(), disp.observed.numpy(), disp.null.numpy()
+    a.plot(d, obs / max(obs.sum(), 1), marker=".", label="observed")
+    a.plot(d, null / max(null.sum(), 1e-12), ls="--", label="random positions (null)")
+    a.set_xlabel("distance between connections of one unit (pixels)")
+    a.set_ylabel("fraction of pairs")
+    a.legend(fontsize=7)
+    k, o, n = indeg.degree.numpy(), indeg.observed.numpy(), indeg.null.numpy()
+    top = max(int(k[o > 0].max()) if (o > 0).any() else 1, int(k[n > 1e-3].max()) if (n > 1e-3).any() else 1) + 1
+    b.bar(k[:top], o[:top], width=1.0, alpha=0.6, label="observed")
+    b.plot(k[:top], n[:top], color="k", label=f"binomial null (density {indeg.density:.3f})")
+    b.set_xlabel("in-degree")
+    b.set_ylabel("units")
+    b.legend(fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
     return save(fig, path)

@@ -1,0 +1,174 @@
+"""Measurements of every round of a run on a held-out probe set, as tidy tables and figures.
+
+``analyze_run(DIR)`` writes ``DIR/analysis/``:
+
+* ``units.parquet``   one row per (round, layer, unit): in-degree, IPR and its sparsity-matched
+  Gaussian null, spatial localization (first layer), kurtosis kappa over the probe set, pooled
+  over classes and per class, and |kappa - 3|;
+* ``rounds.parquet``  one row per (round, layer): density, accuracy and the means over connected
+  units of the above, plus the cavity analysis of the next round's pruning step;
+* ``cavity.parquet``  cavity scores (non-Gaussianity form) of the weights the next round removes,
+  keeps, and of random survivors (subsampled) for histograms;
+* figures: ``rf_grid.png``, ``localization.png``, ``kurtosis.png``, ``cavity.png``, ``connectivity.png``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import plots
+from .config import RunConfig, load_config
+from .data import Dataset, make_dataset
+from .errors import TicketscopeError
+from .io import read_json, write_json, write_table
+from .metrics import (cavity_analysis, cavity_groups, cavity_scores, class_kurtosis, displacement_histogram,
+                      in_degree_histogram, ipr, ipr_null, nongaussianity, spatial_localization)
+from .models import FCN
+from .runs import completed_rounds, load_round_file, prunable_layers, resolve_device
+from .seeding import derive_seed
+
+SAMPLES_PER_GROUP = 2000  # cavity scores kept per (round, layer, group) for histograms
+
+
+def _layer_index(name: str) -> int:
+    return int(name.split(".")[1])
+
+
+def unit_measures(W: torch.Tensor, inputs: torch.Tensor, y: torch.Tensor, ds: Dataset, first: bool,
+                  num_classes: int) -> pd.DataFrame:
+    """Per-unit measures of one layer with incoming weights W (K, D) on its probe inputs (n, D)."""
+    H = inputs.double() @ W.double().T
+    ck = class_kurtosis(H, y, num_classes)
+    cols: dict[str, Any] = {
+        "unit": np.arange(len(W)),
+        "in_degree": (W != 0).sum(1).cpu().numpy(),
+        "ipr": ipr(W.double()).cpu().numpy(),
+        "ipr_null": ipr_null(W.double(), kind="gaussian").cpu().numpy(),
+        "kappa": ck.overall.cpu().numpy(),
+        "kappa_pooled": ck.pooled.cpu().numpy(),
+    }
+    cols["localization"] = (spatial_localization(W.double(), ds.input_shape, ds.torus).cpu().numpy()
+                            if first else np.full(len(W), np.nan))
+    for c in range(num_classes):
+        cols[f"kappa_class{c}"] = ck.per_class[c].cpu().numpy()
+    df = pd.DataFrame(cols)
+    df["ng"] = nongaussianity(ck.overall).cpu().numpy()
+    df["ng_pooled"] = nongaussianity(ck.pooled).cpu().numpy()
+    return df
+
+
+def _cavity_rows(scores: torch.Tensor, W: torch.Tensor, mask: torch.Tensor, mask_next: torch.Tensor,
+                 seed: int) -> tuple[dict[str, float], pd.DataFrame]:
+    a = cavity_analysis(scores, W, mask, mask_next, seed=seed)
+    stats = {f"cavity_{group}_{k}": v for group in ("removed", "kept", "random")
+             for k, v in asdict(getattr(a, group)).items()}
+    stats["cavity_spearman_abs_w"] = a.spearman_abs_w
+    g = torch.Generator().manual_seed(seed)
+    samples = []
+    for group, s in cavity_groups(scores, mask, mask_next, seed=seed).items():
+        s = s[s.isfinite()].cpu()
+        s = s[torch.randperm(len(s), generator=g)[:SAMPLES_PER_GROUP]]
+        samples.append(pd.DataFrame({"group": group, "score": s.numpy()}))
+    return stats, pd.concat(samples, ignore_index=True)
+
+
+def analyze_run(run_dir: str | Path, n_probe: int = 4096, figures: bool = True, force: bool = False) -> Path:
+    """Measure every completed round of the run in ``run_dir``; return the analysis folder."""
+    run = Path(run_dir)
+    if not (run / "config.yaml").exists():
+        raise TicketscopeError(f"{run} is not a run directory (no config.yaml); give the --out of `ticketscope run`")
+    out = run / "analysis"
+    done = completed_rounds(run)
+    if not done:
+        raise TicketscopeError(f"{run} has no completed round yet; run `ticketscope run` first")
+    stamp = {"rounds": len(done), "n_probe": n_probe}
+    if not force and (out / "analysis.json").exists() and read_json(out / "analysis.json") == stamp:
+        return out
+    cfg = load_config(run / "config.yaml")
+    device = resolve_device(cfg.device)
+    ds = make_dataset(cfg.data)
+    X, y = ds.test(n_probe, seed=derive_seed(cfg.seed, "analysis-probe"))
+    X, y = X.to(device), y.to(device)
+    model = FCN(ds.input_dim, ds.num_classes, cfg.model).to(device).eval()
+    states = [load_round_file(run, s, "final.safetensors") for s in done]
+    units, rounds, cavity = [], [], []
+    for r, (summary, state) in enumerate(zip(done, states)):
+        model.load_state_dict(state)
+        with torch.no_grad():
+            inputs = model.layer_inputs(X)
+        for name in prunable_layers(cfg):
+            i = _layer_index(name)
+            W, mask = state[f"{name}.weight"].to(device), state[f"{name}.mask"].to(device)
+            u = unit_measures(W, inputs[i], y, ds, first=i == 0, num_classes=ds.num_classes)
+            u.insert(0, "layer", name)
+            u.insert(0, "round", r)
+            units.append(u)
+            alive = u[u["in_degree"] > 0]
+            row = {"round": r, "layer": name, "density": summary["layer_density"][name],
+                   "test_accuracy": summary["test_accuracy"], "connected": len(alive) / len(u)}
+            for col in ("ipr", "ipr_null", "localization", "kappa", "kappa_pooled", "ng", "ng_pooled",
+                        *[f"kappa_class{c}" for c in range(ds.num_classes)]):
+                row[col] = float(alive[col].mean()) if alive[col].notna().any() else np.nan
+            if r + 1 < len(done):
+                scores = cavity_scores(W.double(), inputs[i].double(), kind="nongaussianity")
+                stats, samples = _cavity_rows(scores, W, mask, states[r + 1][f"{name}.mask"].to(device),
+                                              derive_seed(cfg.seed, "cavity", r))
+                row.update(stats)
+                samples.insert(0, "layer", name)
+                samples.insert(0, "round", r)
+                cavity.append(samples)
+            rounds.append(row)
+    units_df, rounds_df = pd.concat(units, ignore_index=True), pd.DataFrame(rounds)
+    cavity_df = pd.concat(cavity, ignore_index=True) if cavity else pd.DataFrame(
+        columns=["round", "layer", "group", "score"])
+    write_table(out / "units.parquet", units_df)
+    write_table(out / "rounds.parquet", rounds_df)
+    write_table(out / "cavity.parquet", cavity_df)
+    if figures:
+        write_figures(cfg, ds, states, units_df, rounds_df, cavity_df, out)
+    write_json(out / "analysis.json", stamp)
+    return out
+
+
+def write_figures(cfg: RunConfig, ds: Dataset, states: list[dict[str, torch.Tensor]], units: pd.DataFrame,
+                  rounds: pd.DataFrame, cavity: pd.DataFrame, out: Path) -> None:
+    """The run's figures (first layer for RFs and connectivity; every pruned layer for curves)."""
+    first = prunable_layers(cfg)[0]
+    label = f"{ds.name}, {cfg.prune.method}, seed {cfg.seed}"
+    rf_figure(states, units, first, ds.input_shape, out / "rf_grid.png", label)
+    plots.round_curves(rounds, out / "localization.png", [("ipr", "IPR"), ("localization", "spatial localization")],
+                       nulls={"ipr": "ipr_null", "localization": 1.0}, title=label)
+    kappa_cols = [("kappa", "kappa (whole probe set)"), ("kappa_pooled", "kappa (per class, pooled)"),
+                  ("ng_pooled", "|kappa - 3| (per class, pooled)")]
+    plots.round_curves(rounds, out / "kurtosis.png", kappa_cols, nulls={"kappa": 3.0, "kappa_pooled": 3.0},
+                       extra={"kappa_pooled": [f"kappa_class{c}" for c in range(ds.num_classes)]}, title=label)
+    if len(cavity):
+        plots.cavity_histograms(cavity[cavity["layer"] == first], out / "cavity.png", title=f"{label}, {first}")
+    if ds.input_shape and first == "layers.0":
+        mask = states[-1][f"{first}.mask"]
+        plots.connectivity(displacement_histogram(mask, ds.input_shape, ds.torus), in_degree_histogram(mask),
+                           out / "connectivity.png", title=f"{label}, sparsest round")
+
+
+def rf_figure(states: list[dict[str, torch.Tensor]], units: pd.DataFrame, layer: str, shape: tuple[int, ...],
+              path: Path, label: str, k: int = 8) -> Path:
+    """Most and least localized units of the sparsest round, shown at the dense and sparsest rounds."""
+    last = len(states) - 1
+    u = units[(units["round"] == last) & (units["layer"] == layer)].dropna(subset=["localization"])
+    order = u.sort_values("localization")["unit"].to_numpy()
+    picks = {"most localized": order[:k], "least localized": order[::-1][:k].copy()}
+    panels = []
+    for what, idx in picks.items():
+        for r in sorted({0, last}):
+            W = states[r][f"{layer}.weight"][torch.tensor(idx)].numpy()
+            M = states[r][f"{layer}.mask"][torch.tensor(idx)].numpy()
+            loc = units[(units["round"] == r) & (units["layer"] == layer)].set_index("unit")["localization"]
+            caps = [f"#{j} loc {loc[j]:.2f}" for j in idx]
+            panels.append((f"{what}\nround {r}", W, M, caps))
+    return plots.rf_grid(panels, shape, path, title=f"first-layer receptive fields: {label}")

@@ -1,0 +1,62 @@
+"""Run analysis: the stored tables agree with direct numpy/scipy recomputation from checkpoints."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from conftest import TINY, merge
+from ticketscope.analysis import analyze_run
+from ticketscope.config import parse_config
+from ticketscope.data import make_dataset
+from ticketscope.io import load_tensors
+from ticketscope.runs import round_dir, run_experiment
+from ticketscope.seeding import derive_seed
+
+
+@pytest.fixture(scope="module")
+def analyzed(tmp_path_factory):
+    cfg = parse_config(merge(TINY, {"model": {"hidden": [16, 8]}, "prune": {"rounds": 2}}))
+    run = tmp_path_factory.mktemp("run") / "r"
+    run_experiment(cfg, run, progress=False)
+    return cfg, run, analyze_run(run, n_probe=512)
+
+
+def test_tables_match_direct_recomputation(analyzed):
+    cfg, run, out = analyzed
+    units = pd.read_parquet(out / "units.parquet")
+    rounds = pd.read_parquet(out / "rounds.parquet")
+    assert sorted(rounds["round"]) == [0, 0, 1, 1, 2, 2]  # layers.0 and layers.1, three rounds
+    X, y = make_dataset(cfg.data).test(512, seed=derive_seed(cfg.seed, "analysis-probe"))
+    X, y = X.double().numpy(), y.numpy()
+    final = load_tensors(round_dir(run, 2) / "final.safetensors")
+    W = final["layers.0.weight"].double().numpy()
+    h = X @ W.T  # bias excluded
+    u = units[(units["round"] == 2) & (units["layer"] == "layers.0")].sort_values("unit")
+    np.testing.assert_allclose(u["ipr"], (W**4).sum(1) / (W**2).sum(1) ** 2, rtol=1e-10)
+    np.testing.assert_allclose(u["kappa"], stats.kurtosis(h, fisher=False), rtol=1e-8)
+    np.testing.assert_allclose(u["kappa_class1"], stats.kurtosis(h[y == 1], fisher=False), rtol=1e-8)
+    np.testing.assert_array_equal(u["in_degree"], (W != 0).sum(1))
+    # second layer: inputs are the first layer's activations (relu of pre-activation plus bias)
+    a1 = np.maximum(h + final["layers.0.bias"].double().numpy(), 0)
+    W1 = final["layers.1.weight"].double().numpy()
+    u1 = units[(units["round"] == 2) & (units["layer"] == "layers.1")].sort_values("unit")
+    np.testing.assert_allclose(u1["kappa"], stats.kurtosis(a1 @ W1.T, fisher=False), rtol=1e-6)
+    assert u1["localization"].isna().all() and u["localization"].notna().all()
+
+
+def test_cavity_groups_follow_the_next_round(analyzed):
+    _, run, out = analyzed
+    rounds = pd.read_parquet(out / "rounds.parquet").set_index(["round", "layer"])
+    m0 = load_tensors(round_dir(run, 0) / "masks.safetensors")["layers.0"]
+    m1 = load_tensors(round_dir(run, 1) / "masks.safetensors")["layers.0"]
+    assert rounds.loc[(0, "layers.0"), "cavity_removed_count"] == int((m0.bool() & ~m1.bool()).sum())
+    assert rounds.loc[(0, "layers.0"), "cavity_kept_count"] == int(m1.sum())
+    assert np.isnan(rounds.loc[(2, "layers.0"), "cavity_removed_count"])  # no next round
+
+
+def test_figures_written(analyzed):
+    _, _, out = analyzed
+    for name in ("rf_grid", "localization", "kurtosis", "cavity", "connectivity"):
+        data = (out / f"{name}.png").read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, name
