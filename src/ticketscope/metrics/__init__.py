@@ -1,0 +1,30 @@
+"""Measurements of pruned layers: RF localization, connectivity, kurtosis and cavity scores.
+
+All take and return torch tensors and compute on their inputs' device; see SCIENCE.md
+("Measurements") for the definitions.
+"""
+
+from .cavity import CavityAnalysis, ScoreSummary, cavity_analysis, cavity_groups, cavity_scores
+from .connectivity import DisplacementHistogram, InDegreeHistogram, displacement_histogram, in_degree_histogram
+from .localization import ipr, ipr_null, rf_centre_and_spread, spatial_localization
+from .moments import ClassKurtosis, class_kurtosis, kurtosis, nongaussianity
+
+__all__ = [
+    "CavityAnalysis",
+    "ClassKurtosis",
+    "DisplacementHistogram",
+    "InDegreeHistogram",
+    "ScoreSummary",
+    "cavity_analysis",
+    "cavity_groups",
+    "cavity_scores",
+    "class_kurtosis",
+    "displacement_histogram",
+    "in_degree_histogram",
+    "ipr",
+    "ipr_null",
+    "kurtosis",
+    "nongaussianity",
+    "rf_centre_and_spread",
+    "spatial_localization",
+]

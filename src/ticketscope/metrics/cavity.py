@@ -1,0 +1,227 @@
+"""Cavity scores: what removing one weight does to its unit's pre-activation kurtosis.
+
+For unit i with pre-activation h_i = w_i . x over a probe set, the cavity score of w_ij is
+
+    Delta_ij = kappa(h_i - w_ij x_j) - kappa(h_i)                       (kind="kurtosis")
+    Delta_ij = |kappa(h_i - w_ij x_j) - 3| - |kappa(h_i) - 3|           (kind="nongaussianity")
+
+(a positive non-Gaussianity score: the weight makes its unit more Gaussian, so removing it
+raises non-Gaussianity). All K x D scores come at once from central moments: with h and x
+centred and a = w_ij,
+
+    m2' = m2 - 2a E[h x_j] + a^2 E[x_j^2]
+    m4' = m4 - 4a E[h^3 x_j] + 6a^2 E[h^2 x_j^2] - 4a^3 E[h x_j^3] + a^4 E[x_j^4]
+
+where every E[h^p x_j^q] over all (i, j) is one (K, n) @ (n, D) product: four GEMMs, plus one for h.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from ..seeding import generator
+from .moments import nongaussianity
+
+Kind = Literal["kurtosis", "nongaussianity"]
+
+ILL_CONDITIONED = 0.1
+"""Weights with m2' < ILL_CONDITIONED * (m2 + a^2 E[x_j^2]) get m2', m4' from the data instead.
+
+The expansion subtracts terms of size up to m2 + a^2 E[x^2] (and its square for m4), so the
+relative error of kappa' grows like eps * kappa / r^2 with r that ratio: ~1e-13 at r = 0.1, but
+garbage as r -> 0, i.e. for a weight that carries nearly all of its unit's variance (the last
+live input of a unit, where the exact answer is NaN). For independent inputs a unit has at most
+one such weight, so the direct pass costs at most about one more GEMM.
+"""
+
+
+@dataclass(frozen=True)
+class _Moments:
+    """Central moments over the probe set (means, float64) of h = x W^T and of x."""
+
+    mean_x: torch.Tensor  # (D,) column means; a constant column's mean is its exact value
+    m2: torch.Tensor  # (K,) E[h^2]
+    m4: torch.Tensor  # (K,) E[h^4]
+    hx: torch.Tensor  # (K, D) E[h x_j]
+    h3x: torch.Tensor  # (K, D) E[h^3 x_j]
+    h2x2: torch.Tensor  # (K, D) E[h^2 x_j^2]
+    hx3: torch.Tensor  # (K, D) E[h x_j^3]
+    x2: torch.Tensor  # (D,) E[x_j^2]
+    x4: torch.Tensor  # (D,) E[x_j^4]
+
+
+@dataclass(frozen=True)
+class ScoreSummary:
+    """Summary of the cavity scores of one group of weights (NaN scores counted, not averaged)."""
+
+    count: int  # weights with a finite score
+    undefined: int  # weights with a NaN score (dead unit, or its removal leaves the unit constant)
+    mean: float
+    median: float  # midpoint of the two middle values for an even count
+    frac_positive: float  # fraction of finite scores > 0
+
+
+@dataclass(frozen=True)
+class CavityAnalysis:
+    """Scores of the weights the next pruning round removes, keeps, and of random surviving ones."""
+
+    removed: ScoreSummary
+    kept: ScoreSummary
+    random: ScoreSummary
+    spearman_abs_w: float  # Spearman rank correlation of score with |w|, surviving weights with finite score
+
+
+def cavity_scores(W: torch.Tensor, X: torch.Tensor, kind: Kind = "kurtosis", chunk_size: int = 8192) -> torch.Tensor:
+    """(K, D) float64 cavity scores of every weight of W (K, D) on probe inputs X (n, D).
+
+    Computed on W's device (X may stay elsewhere, e.g. in host memory: each chunk of
+    ``chunk_size`` rows is moved there), accumulated in float64 over two passes (means, then
+    central moments), so memory is bounded for any n. A weight that carries nearly all of its
+    unit's variance gets m2', m4' from one more pass instead (see ``ILL_CONDITIONED``). Pruned
+    weights (w_ij = 0) score exactly 0; a dead unit (no surviving weight on a non-constant input,
+    so h is constant) has a NaN row; a weight whose removal leaves its unit constant scores NaN.
+    """
+    if kind not in ("kurtosis", "nongaussianity"):
+        raise ValueError(f"kind must be 'kurtosis' or 'nongaussianity', got {kind!r}")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    if W.dim() != 2 or X.dim() != 2 or W.shape[1] != X.shape[1]:
+        raise ValueError(f"need W (K, D) and X (n, D), got W {tuple(W.shape)} and X {tuple(X.shape)}")
+    W = W.to(torch.float64)
+    M = _central_moments(W, X, chunk_size)
+    a = W  # a = w_ij, as in the expansion
+    m2 = M.m2[:, None] + a * (a * M.x2 - 2 * M.hx)
+    m4 = M.m4[:, None] + a * (a * (a * (a * M.x4 - 4 * M.hx3) + 6 * M.h2x2) - 4 * M.h3x)
+    rows, cols = torch.nonzero((a != 0) & (m2 < ILL_CONDITIONED * (M.m2[:, None] + a.square() * M.x2)), as_tuple=True)
+    if len(rows):
+        m2[rows, cols], m4[rows, cols] = _direct_removed_moments(W, X, M.mean_x, rows, cols, chunk_size)
+    kappa, kappa_removed = M.m4 / M.m2.square(), m4 / m2.square()
+    if kind == "kurtosis":
+        return kappa_removed - kappa[:, None]
+    return nongaussianity(kappa_removed) - nongaussianity(kappa)[:, None]
+
+
+def cavity_groups(
+    scores: torch.Tensor,
+    mask_now: torch.Tensor,
+    mask_next: torch.Tensor,
+    n_random: int | None = None,
+    seed: int = 0,
+) -> dict[str, torch.Tensor]:
+    """Raw scores (1-D, NaN kept) of a layer's weights by their fate in the next pruning round.
+
+    ``removed``: surviving now, pruned next (mask_now & ~mask_next); ``kept``: surviving next;
+    ``random``: ``n_random`` surviving weights drawn uniformly without replacement (seeded;
+    default: as many as ``removed``, a size-matched control).
+    """
+    mask_now, mask_next = mask_now.bool(), mask_next.bool()
+    if (mask_next & ~mask_now).any():
+        raise ValueError("mask_next revives weights pruned in mask_now: pruned weights never come back")
+    surviving = scores[mask_now]
+    removed = scores[mask_now & ~mask_next]
+    n_random = len(removed) if n_random is None else min(n_random, len(surviving))
+    pick = torch.randperm(len(surviving), generator=generator("cavity_groups.random", seed))[:n_random]
+    return {"removed": removed, "kept": scores[mask_next], "random": surviving[pick.to(scores.device)]}
+
+
+def cavity_analysis(
+    scores: torch.Tensor,
+    weights: torch.Tensor,
+    mask_now: torch.Tensor,
+    mask_next: torch.Tensor,
+    n_random: int | None = None,
+    seed: int = 0,
+) -> CavityAnalysis:
+    """Summaries of :func:`cavity_groups` plus the Spearman correlation of score with |w| now.
+
+    Spearman (Pearson correlation of average ranks) rather than Pearson: magnitude pruning only
+    sees the order of |w|, and scores are heavy tailed.
+    """
+    groups = {name: _summary(s) for name, s in cavity_groups(scores, mask_now, mask_next, n_random, seed).items()}
+    s, w = scores[mask_now.bool()], weights[mask_now.bool()].abs()
+    finite = s.isfinite()
+    return CavityAnalysis(**groups, spearman_abs_w=_spearman(s[finite], w[finite]))
+
+
+def _chunks(X: torch.Tensor, chunk_size: int, device: torch.device) -> Iterator[torch.Tensor]:
+    """Consecutive row blocks of X as float64 on ``device``."""
+    for start in range(0, X.shape[0], chunk_size):
+        yield X[start:start + chunk_size].to(device=device, dtype=torch.float64)
+
+
+def _central_moments(W: torch.Tensor, X: torch.Tensor, chunk_size: int) -> _Moments:
+    """Two passes over X: the column means, then every central moment the expansion needs."""
+    (K, D), n, device = W.shape, X.shape[0], W.device
+    total = torch.zeros(D, dtype=torch.float64, device=device)
+    lo = torch.full_like(total, math.inf)
+    hi = torch.full_like(total, -math.inf)
+    for x in _chunks(X, chunk_size, device):
+        total += x.sum(0)
+        lo, hi = torch.minimum(lo, x.amin(0)), torch.maximum(hi, x.amax(0))
+    mean_x = torch.where(lo == hi, lo, total / n)  # constant columns centre to exact zeros
+
+    m2, m4 = torch.zeros(K, dtype=torch.float64, device=device), torch.zeros(K, dtype=torch.float64, device=device)
+    x2, x4 = torch.zeros_like(total), torch.zeros_like(total)
+    hx, h3x, h2x2, hx3 = (torch.zeros(K, D, dtype=torch.float64, device=device) for _ in range(4))
+    for chunk in _chunks(X, chunk_size, device):
+        x = chunk - mean_x  # not in place: a float64 X on this device comes as a view of X itself
+        h = x @ W.T
+        h2 = h.square()
+        m2 += h2.sum(0)
+        m4 += h2.square().sum(0)
+        hx.addmm_(h.T, x)
+        h3x.addmm_((h2 * h).T, x)
+        xp = x.square()
+        x2 += xp.sum(0)
+        x4 += xp.square().sum(0)
+        h2x2.addmm_(h2.T, xp)
+        hx3.addmm_(h.T, xp.mul_(x))
+    return _Moments(mean_x, m2 / n, m4 / n, hx / n, h3x / n, h2x2 / n, hx3 / n, x2 / n, x4 / n)
+
+
+def _direct_removed_moments(
+    W: torch.Tensor, X: torch.Tensor, mean_x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, chunk_size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """m2', m4' of the centred h_i - w_ij x_j from the data, for the weights (rows[f], cols[f]) only."""
+    units, unit_of = rows.unique(return_inverse=True)
+    a = W[rows, cols]
+    m2, m4 = torch.zeros_like(a), torch.zeros_like(a)
+    for chunk in _chunks(X, chunk_size, W.device):
+        x = chunk - mean_x
+        h2 = ((x @ W[units].T)[:, unit_of] - a * x[:, cols]).square()
+        m2 += h2.sum(0)
+        m4 += h2.square().sum(0)
+    return m2 / X.shape[0], m4 / X.shape[0]
+
+
+def _summary(s: torch.Tensor) -> ScoreSummary:
+    finite = s[s.isfinite()].double().sort().values
+    n = len(finite)
+    median = (finite[(n - 1) // 2] + finite[n // 2]).item() / 2 if n else math.nan
+    return ScoreSummary(
+        count=n,
+        undefined=len(s) - n,
+        mean=finite.mean().item(),
+        median=median,
+        frac_positive=(finite > 0).double().mean().item(),
+    )
+
+
+def _average_ranks(v: torch.Tensor) -> torch.Tensor:
+    """Ranks 1 .. n of v, ties sharing the average of their ranks (as scipy.stats.rankdata)."""
+    values, order = v.sort()
+    _, group, size = torch.unique_consecutive(values, return_inverse=True, return_counts=True)
+    average = size.cumsum(0) - (size - 1) / 2  # mean of the ranks last - size + 1 .. last of each group
+    return torch.empty(len(v), dtype=torch.float64, device=v.device).scatter_(0, order, average[group].double())
+
+
+def _spearman(u: torch.Tensor, v: torch.Tensor) -> float:
+    """Spearman rank correlation (NaN with fewer than two points or a constant side)."""
+    ru, rv = _average_ranks(u), _average_ranks(v)
+    ru, rv = ru - ru.mean(), rv - rv.mean()
+    return ((ru * rv).sum() / (ru.norm() * rv.norm())).item()

@@ -1,0 +1,219 @@
+"""Cavity scores against the literal definition, and the cavity analysis of a pruning step."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.stats
+import torch
+
+from ticketscope.metrics import cavity as cavity_module
+from ticketscope.metrics import cavity_analysis, cavity_groups, cavity_scores
+
+N = 1003  # the chunk size 97 below does not divide it
+CONSTANT = 1 / 3  # constant input column of the random data: its float64 mean over chunks is inexact
+
+
+def kappa_reference(h: np.ndarray) -> float:
+    """scipy's population kurtosis; NaN when h is constant up to the rounding of X @ w.
+
+    Removing a unit's last live weight leaves h' identically zero or constant; numpy's matmul may
+    round identical rows differently at ~1e-16 relative, so constancy is ptp <= 1e-12 * max|h|.
+    """
+    if np.ptp(h) <= 1e-12 * np.abs(h).max():
+        return np.nan
+    return scipy.stats.kurtosis(h, fisher=False, bias=True)
+
+
+def brute_force(W: np.ndarray, X: np.ndarray, kind: str) -> np.ndarray:
+    """For every (i, j): set w_ij = 0, recompute h_i = X w_i from scratch and its kurtosis."""
+    K, D = W.shape
+    out = np.empty((K, D))
+    for i in range(K):
+        kappa = kappa_reference(X @ W[i])
+        for j in range(D):
+            w = W[i].copy()
+            w[j] = 0.0
+            kappa_removed = kappa_reference(X @ w)
+            if kind == "kurtosis":
+                out[i, j] = kappa_removed - kappa
+            else:
+                out[i, j] = abs(kappa_removed - 3) - abs(kappa - 3)
+    return out
+
+
+def random_data(seed: int = 0) -> torch.Tensor:
+    """Skewed, heavy-tailed inputs with non-zero means and unequal scales; column 0 is constant."""
+    g = torch.Generator().manual_seed(seed)
+    X = torch.randn(N, 12, generator=g, dtype=torch.float64).exp() * torch.linspace(0.5, 3, 12) + 2.0
+    X[:, 0] = CONSTANT
+    return X
+
+
+def sign_like_data(seed: int = 0) -> torch.Tensor:
+    """NLGP inputs at high gain (nearly sign(z): sub-Gaussian, sharp edges), float32 as the task gives."""
+    try:
+        from ticketscope.data import NLGPTask
+    except ImportError:  # the data module is optional for this test: sign of torus-smoothed noise
+        g = torch.Generator().manual_seed(seed)
+        z = torch.fft.irfft(torch.fft.rfft(torch.randn(N, 12, generator=g)) * torch.exp(-torch.arange(7.0) / 2), n=12)
+        return torch.sign(z).float()
+    return NLGPTask(L=12, dim=1, xis=(1.0, 3.0), gain=20.0).train(N, seed=seed)[0]
+
+
+def weights(seed: int = 0) -> torch.Tensor:
+    """Rows: dead (all pruned); only on the constant column; one live weight; one dominant weight;
+    half pruned; dense; dense."""
+    g = torch.Generator().manual_seed(seed)
+    W = torch.randn(7, 12, generator=g, dtype=torch.float64)
+    W[0] = 0
+    W[1, 1:] = 0
+    W[2, :5] = 0
+    W[2, 6:] = 0
+    W[3] = 1e-3 * W[3]
+    W[3, 4] = 1.0
+    W[4, ::2] = 0
+    return W
+
+
+DATA = {"random": random_data, "nlgp": sign_like_data}
+
+
+@pytest.mark.parametrize("data", DATA)
+@pytest.mark.parametrize("kind", ["kurtosis", "nongaussianity"])
+@pytest.mark.parametrize("chunk_size", [97, 8192])
+def test_matches_brute_force(data: str, kind: str, chunk_size: int) -> None:
+    X, W = DATA[data](), weights()
+    scores = cavity_scores(W, X, kind=kind, chunk_size=chunk_size)
+    ref = brute_force(W.numpy(), X.double().numpy(), kind)
+    assert scores.dtype == torch.float64 and scores.shape == W.shape
+    np.testing.assert_array_equal(scores.isnan().numpy(), np.isnan(ref))
+    # Both sides are float64 with ~1e-13 relative rounding in each kappa; an absolute floor of
+    # 1e-10 covers scores that are differences of two O(1..10) kurtoses cancelling to ~0.
+    np.testing.assert_allclose(scores.numpy(), ref, rtol=1e-8, atol=1e-10)
+
+
+def test_dead_units_pruned_weights_and_last_weights() -> None:
+    X, W = random_data(), weights()
+    X[:, 7] = 0.0  # a second constant column, at zero
+    W[5, 7] = 2.0  # a weight on a constant input changes nothing: exactly 0
+    scores = cavity_scores(W, X, chunk_size=97)
+    assert scores[:2].isnan().all()  # dead: all pruned; all surviving weights on a constant input
+    assert scores[2, 5].isnan()  # the last live weight: removing it leaves h constant
+    alive = scores[2:]
+    assert (alive[W[2:] == 0] == 0).all()  # pruned weights: exactly zero, not approximately
+    assert scores[5, 7] == 0
+    assert (alive[:, [0, 7]][W[2:, [0, 7]] != 0] == 0).all()  # weights on constant inputs: exactly zero
+    varying = torch.ones(12, dtype=torch.bool)
+    varying[[0, 7]] = False
+    live = (W[2:] != 0) & varying & ~alive.isnan()
+    assert live.sum() > 20 and alive[live].ne(0).all()
+
+
+def test_dominant_weight_needs_the_direct_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Row 3 has one weight carrying ~all of the variance: the moment expansion alone loses ~all
+    digits of its score (this is what ILL_CONDITIONED guards); the library result stays exact."""
+    X, W = random_data(), weights()
+    ref = brute_force(W[3:4].numpy(), X.numpy(), "kurtosis")[0, 4]
+    assert cavity_scores(W, X)[3, 4].item() == pytest.approx(ref, rel=1e-8)
+    monkeypatch.setattr(cavity_module, "ILL_CONDITIONED", 0.0)
+    assert cavity_scores(W, X)[3, 4].item() != pytest.approx(ref, rel=1e-6)
+
+
+def test_larger_dense_layer_and_chunk_invariance() -> None:
+    g = torch.Generator().manual_seed(1)
+    X = torch.randn(4001, 40, generator=g, dtype=torch.float64) ** 3 + 1.0
+    W = torch.randn(12, 40, generator=g, dtype=torch.float64) * (torch.rand(12, 40, generator=g) < 0.6)
+    scores = cavity_scores(W, X, kind="nongaussianity", chunk_size=512)
+    np.testing.assert_allclose(scores.numpy(), brute_force(W.numpy(), X.numpy(), "nongaussianity"), rtol=1e-8, atol=1e-10)
+    # Chunking only reorders float64 sums: agreement to rounding.
+    np.testing.assert_allclose(cavity_scores(W, X, kind="nongaussianity", chunk_size=333).numpy(), scores.numpy(), rtol=1e-11, atol=1e-13)
+
+
+def test_float32_inputs_and_no_mutation() -> None:
+    X32, W32 = sign_like_data(), weights().float()
+    X64, before = X32.double(), X32.double().clone()
+    a = cavity_scores(W32, X32, chunk_size=97)
+    b = cavity_scores(W32.double(), X64, chunk_size=97)
+    assert a.dtype == torch.float64
+    torch.testing.assert_close(a, b, rtol=0, atol=0, equal_nan=True)  # the float64 cast is exact
+    assert torch.equal(X64, before)  # X in float64 is chunked as views: must not be centred in place
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="kind"):
+        cavity_scores(weights(), random_data(), kind="skewness")
+    with pytest.raises(ValueError, match="chunk_size"):
+        cavity_scores(weights(), random_data(), chunk_size=0)
+    with pytest.raises(ValueError, match="need W"):
+        cavity_scores(weights(), random_data()[:, :11])
+
+
+# ---------------------------------------------------------------- cavity analysis of a pruning step
+
+
+def pruning_step(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A layer at 70% density, and the next magnitude-pruning round removing 20% of the survivors."""
+    g = torch.Generator().manual_seed(seed)
+    mask_now = torch.rand(10, 20, generator=g) < 0.7
+    W = torch.randn(10, 20, generator=g, dtype=torch.float64) * mask_now
+    surviving = W[mask_now].abs()
+    threshold = surviving.sort().values[int(0.2 * len(surviving))]
+    return W, mask_now, mask_now & (W.abs() >= threshold)
+
+
+def test_analysis_of_a_constructed_step() -> None:
+    """Scores = threshold - |w|: every removed weight scores > 0, every kept one <= 0."""
+    W, mask_now, mask_next = pruning_step()
+    threshold = W[mask_next].abs().min()
+    scores = threshold - W.abs()
+    removed, kept = scores[mask_now & ~mask_next].numpy(), scores[mask_next].numpy()
+    result = cavity_analysis(scores, W, mask_now, mask_next, n_random=int(mask_now.sum()))
+    assert result.removed.count == len(removed) == int((mask_now & ~mask_next).sum())
+    assert result.removed.frac_positive == 1.0 and result.kept.frac_positive == 0.0
+    assert result.removed.mean == pytest.approx(removed.mean(), rel=1e-12)
+    assert result.removed.median == pytest.approx(np.median(removed), rel=1e-12)
+    assert result.kept.median == pytest.approx(np.median(kept), rel=1e-12)
+    # n_random = all survivors: the random group is every surviving weight, in some order.
+    assert result.random.mean == pytest.approx(scores[mask_now].mean().item(), rel=1e-12)
+    assert result.random.count == int(mask_now.sum())
+    assert result.spearman_abs_w == pytest.approx(-1.0, abs=1e-12)  # score decreasing in |w|
+
+
+def test_analysis_nans_ties_and_random_group() -> None:
+    W, mask_now, mask_next = pruning_step(1)
+    g = torch.Generator().manual_seed(2)
+    scores = torch.randint(-3, 4, W.shape, generator=g).double()  # many ties
+    scores[0] = torch.nan  # a dead unit
+    result = cavity_analysis(scores, W, mask_now, mask_next, seed=5)
+    fin = mask_now & scores.isfinite()
+    rho = scipy.stats.spearmanr(scores[fin].numpy(), W[fin].abs().numpy()).statistic
+    assert result.spearman_abs_w == pytest.approx(rho, abs=1e-12)
+    removed = scores[mask_now & ~mask_next]
+    assert result.removed.undefined == int(removed.isnan().sum()) > 0
+    assert result.removed.count + result.removed.undefined == len(removed)
+    finite = removed[removed.isfinite()].numpy()
+    assert result.removed.median == np.median(finite) and result.removed.mean == pytest.approx(finite.mean())
+    groups = cavity_groups(scores, mask_now, mask_next, seed=5)
+    again = cavity_groups(scores, mask_now, mask_next, seed=5)
+    other = cavity_groups(scores, mask_now, mask_next, seed=6)
+    assert len(groups["random"]) == len(groups["removed"])  # size-matched control by default
+    assert torch.equal(groups["random"].nan_to_num(99), again["random"].nan_to_num(99))
+    assert not torch.equal(groups["random"].nan_to_num(99), other["random"].nan_to_num(99))
+
+
+def test_analysis_rejects_revived_weights() -> None:
+    W, mask_now, mask_next = pruning_step()
+    with pytest.raises(ValueError, match="revives"):
+        cavity_analysis(W, W, mask_next, mask_now)
+
+
+def test_end_to_end_on_nlgp() -> None:
+    """Scores from cavity_scores feed the analysis: every surviving weight is classified."""
+    X = sign_like_data()
+    W, mask_now, mask_next = pruning_step()
+    W, mask_now, mask_next = W[:, :12], mask_now[:, :12], mask_next[:, :12]
+    scores = cavity_scores(W, X, kind="nongaussianity")
+    result = cavity_analysis(scores, W, mask_now, mask_next)
+    total = result.removed.count + result.removed.undefined + result.kept.count + result.kept.undefined
+    assert total == int(mask_now.sum())

@@ -1,0 +1,187 @@
+"""IPR, RF centre and spread, spatial localization: constructed RFs with known answers."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from ticketscope.metrics import ipr, ipr_null, rf_centre_and_spread, spatial_localization
+
+L = 32
+SIGMA = 2.0
+
+
+def blob(centre: tuple[float, ...], sigmas: tuple[float, ...], size: int = L) -> torch.Tensor:
+    """Flattened w = exp(-sum_a (r_a - c_a)^2 / (4 s_a^2)) on a size^dim grid (torus distances).
+
+    Then w^2 is a Gaussian of standard deviation s_a along axis a; on the integer lattice its
+    discrete mean and variance equal the continuous ones up to exp(-2 pi^2 s^2) ~ 1e-34 (Poisson
+    summation), and a blob 8 s from the seam loses ~exp(-32) of its mass to truncation.
+    """
+    r = torch.arange(size, dtype=torch.float64)
+    axes = []
+    for c, s in zip(centre, sigmas):
+        d = torch.remainder(r - c, size)
+        d = torch.minimum(d, size - d)
+        axes.append(torch.exp(-d**2 / (4 * s**2)))
+    return math.prod(torch.meshgrid(*axes, indexing="ij")).flatten()
+
+
+def torus_offset(a: torch.Tensor, b: torch.Tensor, size: int) -> torch.Tensor:
+    d = torch.remainder(a - b, size)
+    return torch.minimum(d, size - d)
+
+
+# ------------------------------------------------------------------------------------------- IPR
+
+
+def test_ipr_delta_flat_zero_and_reference() -> None:
+    D = 100
+    delta, flat, zero = torch.zeros(D), torch.ones(D), torch.zeros(D)
+    delta[17] = -3.0
+    out = ipr(torch.stack([delta, flat, zero]))
+    assert out[0] == 1.0 and out[1].item() == pytest.approx(1 / D, rel=1e-6) and out[2].isnan()
+    W = torch.randn(5, D, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    w = W.numpy()
+    np.testing.assert_allclose(ipr(W).numpy(), (w**4).sum(1) / (w**2).sum(1) ** 2, rtol=1e-13)
+
+
+def test_ipr_is_scale_invariant_without_underflow() -> None:
+    """float32 w^4 underflows below ~1e-11; IPR of tiny weights must not become 0/0."""
+    W = torch.randn(4, 50, generator=torch.Generator().manual_seed(1))
+    for scale in (1e-20, 1e15):
+        torch.testing.assert_close(ipr(W * scale), ipr(W), rtol=1e-5, atol=0)
+
+
+@pytest.mark.parametrize("dim", [1, 2])
+def test_ipr_of_gaussian_blob(dim: int) -> None:
+    """sum w^4 / (sum w^2)^2 for w^2 Gaussian of sd s: (pi s^2)^(d/2) / (2 pi s^2)^d = (4 pi s^2)^(-d/2)."""
+    w = blob((L / 2,) * dim, (SIGMA,) * dim)
+    assert ipr(w[None]).item() == pytest.approx((4 * math.pi * SIGMA**2) ** (-dim / 2), rel=1e-9)
+
+
+def test_ipr_null_gaussian_matches_three_over_n_plus_two() -> None:
+    """For i.i.d. Gaussian w with n entries, w_i^2 / |w|^2 ~ Beta(1/2, (n-1)/2), so E[IPR] = 3 / (n + 2)."""
+    nnz = [1, 2, 5, 20, 100]
+    W = torch.zeros(len(nnz) + 1, 400)
+    for row, n in enumerate(nnz):
+        W[row, torch.randperm(400, generator=torch.Generator().manual_seed(row))[:n]] = torch.rand(n) + 0.5
+    shuffles = 3000
+    out = ipr_null(W, shuffles=shuffles, seed=3)
+    assert out[0] == 1.0 and out[-1].isnan()  # one non-zero: IPR 1 always; no non-zeros: undefined
+    rng = np.random.default_rng(0)  # independent estimate of the sampling sd of one draw
+    for row, n in enumerate(nnz[1:], start=1):
+        g = rng.standard_normal((20000, n))
+        sd = ((g**4).sum(1) / (g**2).sum(1) ** 2).std()
+        assert abs(out[row].item() - 3 / (n + 2)) < 5 * sd / math.sqrt(shuffles)
+    torch.testing.assert_close(ipr_null(W, shuffles=7, seed=3), ipr_null(W, shuffles=7, seed=3), rtol=0, atol=0, equal_nan=True)
+    assert not torch.equal(ipr_null(W, shuffles=7, seed=3)[1:-1], ipr_null(W, shuffles=7, seed=4)[1:-1])
+
+
+def test_ipr_null_shuffle_equals_ipr() -> None:
+    """The same weights at random positions: IPR is permutation invariant, so this null is IPR itself."""
+    W = torch.randn(6, 64, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    W[W.abs() < 0.8] = 0
+    torch.testing.assert_close(ipr_null(W, shuffles=5, kind="shuffle"), ipr(W), rtol=1e-13, atol=0)
+    with pytest.raises(ValueError, match="kind"):
+        ipr_null(W, kind="uniform")
+
+
+# ------------------------------------------------------------------------------ centre and spread
+
+
+@pytest.mark.parametrize("dim", [1, 2])
+@pytest.mark.parametrize("torus", [True, False])
+def test_spread_of_a_blob_well_inside(dim: int, torus: bool) -> None:
+    centre = (13.0, 18.0)[:dim]
+    c, s = rf_centre_and_spread(blob(centre, (SIGMA,) * dim)[None], (L,) * dim, torus)
+    assert s.item() == pytest.approx(SIGMA * math.sqrt(dim), rel=1e-9)
+    np.testing.assert_allclose(c[0].numpy(), centre, atol=1e-9)
+
+
+def test_anisotropic_blob_and_channels() -> None:
+    """Spread adds the variances of the axes; channels of one pixel share its position."""
+    w = blob((10.0, 20.0), (1.5, 2.0))
+    c, s = rf_centre_and_spread(w[None], (L, L))
+    assert s.item() == pytest.approx(2.5, rel=1e-9)
+    rgb = torch.cat([0.3 * w, -2.0 * w, 0 * w])[None]  # (3, L, L) flattened, per-channel scales
+    c3, s3 = rf_centre_and_spread(rgb, (3, L, L))
+    assert s3.item() == pytest.approx(s.item(), rel=1e-12)
+    torch.testing.assert_close(c3, c, rtol=0, atol=1e-10)
+
+
+def test_blob_across_the_seam() -> None:
+    """On the torus a blob centred on the corner is the middle blob rolled: same spread. Without the
+    torus its pieces sit at opposite edges: the plain weighted spread, computed here directly."""
+    corner = blob((0.0, 31.0), (SIGMA, SIGMA))
+    middle = blob((16.0, 16.0), (SIGMA, SIGMA))
+    c, s = rf_centre_and_spread(torch.stack([corner, middle]), (L, L), torus=True)
+    assert s[0].item() == pytest.approx(s[1].item(), rel=1e-12)
+    assert torus_offset(c[0], torch.tensor([0.0, 31.0], dtype=torch.float64), L).max() < 1e-9
+    c_open, s_open = rf_centre_and_spread(corner[None], (L, L), torus=False)
+    p = (corner**2 / (corner**2).sum()).reshape(L, L).numpy()
+    r = np.stack(np.meshgrid(np.arange(L), np.arange(L), indexing="ij"), -1)
+    mean = (p[..., None] * r).sum((0, 1))
+    assert s_open.item() == pytest.approx(np.sqrt((p * ((r - mean) ** 2).sum(-1)).sum()), rel=1e-12)
+    np.testing.assert_allclose(c_open[0].numpy(), mean, rtol=1e-12)
+    assert s_open.item() > 5 * s[0].item()
+
+
+def test_delta_and_zero_rows() -> None:
+    W = torch.zeros(2, L * L, dtype=torch.float64)
+    W[0, 5 * L + 7] = 0.3
+    c, s = rf_centre_and_spread(W, (L, L))
+    assert s[0].item() == pytest.approx(0.0, abs=1e-9) and torus_offset(c[0], torch.tensor([5.0, 7.0]).double(), L).max() < 1e-9
+    assert s[1].isnan() and c[1].isnan().all()
+
+
+# ------------------------------------------------------------------------------- localization
+
+
+def test_localization_of_flat_delta_and_blob() -> None:
+    """Flat: every permutation is the same vector, ratio exactly 1. Delta: a point wherever it goes,
+    so the null spread is 0 too: NaN by definition. A blob: far below 1."""
+    W = torch.zeros(4, L * L, dtype=torch.float64)
+    W[0] = 1.0
+    W[1, 100] = 1.0
+    W[3] = blob((16.0, 16.0), (SIGMA, SIGMA))
+    out = spatial_localization(W, (L, L))
+    assert out[0].item() == 1.0
+    assert out[1:3].isnan().all()
+    assert 0 < out[3].item() < 0.4
+
+
+@pytest.mark.parametrize("shape", [(31,), (15, 15)])
+def test_localization_null_is_exact_for_a_pair(shape: tuple[int, ...]) -> None:
+    """Two equal weights at torus distance d have spread d / 2 (odd L: no antipodal ambiguity), so
+    the null mean spread is E[d] / 2 over uniformly random distinct position pairs, which we
+    enumerate. Each row's ratio is 0.5 / its null; the mean of 0.5 / ratio over rows and shuffles is
+    checked to 5 standard errors."""
+    D, rows, shuffles = math.prod(shape), 32, 300
+    W = torch.zeros(rows, D, dtype=torch.float64)
+    W[:, 0] = W[:, 1] = 1.0  # neighbours along the last axis: distance 1
+    ratio = spatial_localization(W, shape, shuffles=shuffles, seed=1)
+    null = 0.5 / ratio
+    coords = np.array(list(itertools.product(*(range(n) for n in shape))))
+    i, j = np.triu_indices(D, 1)
+    delta = np.abs(coords[i] - coords[j])
+    d = np.sqrt((np.minimum(delta, np.array(shape) - delta) ** 2).sum(1)) / 2
+    se = d.std() / math.sqrt(rows * shuffles)
+    assert abs(null.mean().item() - d.mean()) < 5 * se
+
+
+def test_localization_seeding_and_geometries() -> None:
+    W = torch.randn(5, 3 * 8 * 8, generator=torch.Generator().manual_seed(0))
+    a = spatial_localization(W, (3, 8, 8), seed=7)
+    torch.testing.assert_close(a, spatial_localization(W, (3, 8, 8), seed=7), rtol=0, atol=0)
+    assert not torch.equal(a, spatial_localization(W, (3, 8, 8), seed=8))
+    assert a.dtype == torch.float32 and a.shape == (5,)
+    assert 0.8 < a.mean().item() < 1.2  # no spatial structure: ~1
+    for shape, torus in [((192,), False), ((12, 16), False), ((12, 16), True)]:
+        assert spatial_localization(W, shape, torus=torus).isfinite().all()
+    with pytest.raises(ValueError, match="shape"):
+        spatial_localization(W, (8, 8))
