@@ -64,3 +64,29 @@ def test_ties_and_already_pruned_weights():
     assert int(new["a"].sum()) == 10 and not bool(new["a"][0].any())
     ctx.targets = {"a": 100}  # more than survive: keep all survivors, revive none
     assert torch.equal(keep_top({"a": w["a"]}, masks, ctx)["a"], masks["a"])
+
+
+def test_cavity_rule_removes_the_most_non_gaussianity_raising_weights():
+    """Brute force: remove each weight alone, recompute |kappa - 3| of its unit with scipy."""
+    from scipy import stats
+
+    g = torch.Generator().manual_seed(3)
+    X = torch.sign(torch.randn(600, 12, generator=g)).double()  # sign-like inputs: sub-Gaussian units
+    W = torch.randn(5, 12, generator=g).double()
+    masks = {"a": torch.ones(5, 12)}
+    masks["a"][0, :4] = 0
+    W = W * masks["a"].double()
+    ctx = PruneContext(round=1, scope="layerwise", targets={"a": 40}, seed=0, layer_inputs={"a": X})
+    new = RULES["cavity"]({"a": W}, masks, ctx)["a"]
+    score = np.full((5, 12), -np.inf)
+    for i in range(5):
+        base = abs(stats.kurtosis((X @ W[i]).numpy(), fisher=False) - 3)
+        for j in range(12):
+            if masks["a"][i, j]:
+                w = W[i].clone()
+                w[j] = 0
+                score[i, j] = abs(stats.kurtosis((X @ w).numpy(), fisher=False) - 3) - base
+    alive = masks["a"].bool().numpy()
+    removed = alive & ~new.bool().numpy()
+    assert removed.sum() == alive.sum() - 40
+    assert score[removed].min() >= score[new.bool().numpy()].max()  # pruned = highest scores

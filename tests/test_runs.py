@@ -78,11 +78,12 @@ def test_late_rewinding_restores_step_k(tmp_path):
 
 @pytest.mark.parametrize("scope", ["layerwise", "global"])
 def test_baselines_match_imp_densities(tmp_path, scope):
-    two = {"model": {"hidden": [16, 12]}, "prune": {"scope": scope, "rounds": 2}}
-    runs = {m: _run(tmp_path, m, merge(two, {"prune": {"method": m}}))[1] for m in ("imp", "oneshot", "random")}
+    two = {"model": {"hidden": [16, 12]}, "prune": {"scope": scope, "rounds": 2, "n_probe": 256}}
+    methods = ("imp", "oneshot", "random", "cavity")
+    runs = {m: _run(tmp_path, m, merge(two, {"prune": {"method": m}}))[1] for m in methods}
     dens = {m: [s["layer_density"] for s in completed_rounds(r)] for m, r in runs.items()}
     if scope == "layerwise":
-        assert dens["imp"] == dens["oneshot"] == dens["random"]
+        assert dens["imp"] == dens["oneshot"] == dens["random"] == dens["cavity"]
     totals = {m: [s["density"] for s in completed_rounds(r)] for m, r in runs.items()}
     for m in runs:  # overall prunable density: (1-p)^r within one weight
         n = 16 * 64 + 12 * 16

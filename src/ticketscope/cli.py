@@ -134,6 +134,77 @@ def analyze(run_dir: Path = typer.Argument(..., help="run directory"),
     typer.echo(f"tables and figures in {out}")
 
 
+def _sweep_source(name_or_path: str) -> Path:
+    from .experiments.presets import preset_path
+
+    path = Path(name_or_path)
+    return path if path.exists() or path.suffix in (".yaml", ".yml") else preset_path(name_or_path)
+
+
+def _run_sweep(source: str, out: Path, executor: str, workers: Optional[int], threads: Optional[int],
+               address: Optional[str], quiet: bool) -> None:
+    from .experiments.sweep import load_sweep, run_sweep
+
+    summary = run_sweep(load_sweep(_sweep_source(source)), out, executor=executor, workers=workers,
+                        threads=threads, address=address, progress=not quiet)
+    counts = summary["status"].value_counts().to_dict()
+    typer.echo(f"{len(summary)} points in {out}: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+    failed = summary[summary["status"] == "failed"]
+    for row in failed.itertuples():
+        typer.secho(f"  failed {row.digest}: {row.error}", fg="red", err=True)
+    if len(failed):
+        raise typer.Exit(1)
+
+
+EXECUTOR = typer.Option("local", "--executor", help="local (process pool) | ray")
+WORKERS = typer.Option(None, "--workers", help="parallel runs (default: one per core)")
+THREADS = typer.Option(None, "--threads", help="torch threads per run (default: cores / workers)")
+ADDRESS = typer.Option(None, "--address", help="ray: address of an existing cluster (default: start a local one)")
+
+
+@app.command()
+def sweep(sweep_file: str = typer.Argument(..., help="sweep YAML, or a preset name (see `ticketscope presets`)"),
+          out: Path = typer.Option(..., "--out", help="sweep directory (re-running skips finished runs)"),
+          executor: str = EXECUTOR, workers: Optional[int] = WORKERS, threads: Optional[int] = THREADS,
+          address: Optional[str] = ADDRESS, quiet: bool = typer.Option(False, "--quiet")) -> None:
+    """Run every point of a sweep grid (each a resumable run) on this machine or a Ray cluster."""
+    _run_sweep(sweep_file, out, executor, workers, threads, address, quiet)
+
+
+@app.command()
+def report(sweep_dir: Path = typer.Argument(..., help="sweep directory"),
+           n_probe: int = typer.Option(4096, "--n-probe", help="held-out probe samples per run")) -> None:
+    """Analyze every run of a sweep and write the claims report (HTML + Markdown) with figures."""
+    from .config import load_yaml
+    from .experiments.report import build_report
+
+    spec = sweep_dir / "sweep.yaml"
+    notes = " ".join(str(load_yaml(spec).get("description", "")).split()) if spec.exists() else ""
+    typer.echo(f"report: {build_report(sweep_dir, n_probe=n_probe, notes=notes)}")
+
+
+@app.command()
+def presets() -> None:
+    """List the sweep presets shipped with ticketscope."""
+    from .experiments.presets import preset_description, preset_names
+
+    for name in preset_names():
+        typer.echo(f"{name}\n    {preset_description(name)}\n")
+
+
+@app.command()
+def demo(out: Path = typer.Option(Path("out/demo"), "--out", help="sweep directory"),
+         executor: str = EXECUTOR, workers: Optional[int] = WORKERS, threads: Optional[int] = THREADS,
+         quiet: bool = typer.Option(False, "--quiet")) -> None:
+    """The main job: the `demo` preset sweep, then its analysis and claims report."""
+    import time
+
+    start = time.perf_counter()
+    _run_sweep("demo", out, executor, workers, threads, None, quiet)
+    report(out, n_probe=4096)
+    typer.echo(f"demo finished in {time.perf_counter() - start:.0f} s; open {out / 'report' / 'report.html'}")
+
+
 def _describe(obj: BaseModel, indent: str = "") -> Iterator[str]:
     for name, f in type(obj).model_fields.items():
         value = getattr(obj, name)

@@ -1,0 +1,254 @@
+"""The NLGP task of Ingrosso & Goldt (PNAS 2022) and its Gaussian clone.
+
+A class with correlation length ``xi`` draws a Gaussian field on an ``L`` (1D) or ``L x L`` (2D)
+grid and squashes it pixel by pixel:
+
+    R = (C + r I) / (1 + r),   C_ij = exp(-d_ij^2 / xi^2)   (2D: C = C1 (x) C1),
+    z ~ N(0, R),   x_i = erf(g z_i / sqrt 2) / sqrt(gamma(g)),   gamma(g) = (2/pi) arcsin(g^2 / (1 + g^2)),
+
+with d_ij the torus (or plain) distance and r the ridge. Then, exactly,
+
+    Cov(x_i, x_j) = (2 / (pi gamma(g))) arcsin(g^2 / (1 + g^2) * R_ij),
+
+from the bivariate-normal identity E[erf(a u) erf(a v)] = (2/pi) arcsin(2 a^2 c / (1 + 2 a^2 s^2))
+(u, v of variance s^2 and covariance c, here a = g / sqrt 2 and s = 1).
+
+**Ridge normalization.** The ridge is added to C and the result is rescaled back to unit diagonal,
+so the field is unit-variance for any r: R is a correlation matrix, the gain is exactly g, every
+pixel has variance exactly 1 and the formula above holds with R in place of C (off-diagonal
+correlations shrink by 1 / (1 + r), a 1e-3 effect at the default ridge). Adding r without the
+rescaling would give the field variance 1 + r and pixel variance gamma(g sqrt(1 + r)) / gamma(g) != 1.
+On the torus, C is not positive semi-definite when xi is not small against L (the torus distance
+is cut at L/2; e.g. L = 6, xi = 2): there R is the nearest PSD circulant matrix to C + r I
+(negative eigenvalues clipped), again rescaled to unit diagonal. ``covariance()`` always reports
+the covariance the sampler produces.
+
+**Sampling.** On the torus R and Cov(x) are circulant (2D: block circulant with circulant blocks),
+so with w real white noise and lambda = DFT of the covariance's first row (clipped at 0),
+z = IDFT(sqrt(lambda) * DFT(w)) is the symmetric square root R^(1/2) applied to w: real, with
+covariance exactly R, at O(D log D) per sample; two real samples share one complex FFT pair. The
+Gaussian clone is sampled the same way with Cov(x) in place of R. Open boundaries use the dense
+symmetric square root from an eigendecomposition, cached per class.
+
+**Stream layout.** ``sample(n, seed, offset)`` returns items ``offset .. offset + n - 1`` of an
+infinite stream. Item i has label ``i % num_classes`` (every window of a multiple of num_classes
+items is exactly balanced) and lives in block ``i // BLOCK``, whose white noise is drawn by a
+NumPy PCG64 generator seeded with ``derive_seed(seed, block)`` (float64 ziggurat normals: the same
+bits on every machine). Whole blocks are always computed, so any chunking of the stream gives the
+same bits as one call; the last block is cached for small consecutive calls (online training).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+
+from ..seeding import derive_seed
+from .base import Dataset
+
+BLOCK = 256
+"""Samples per block of the stream (one generator seed per block)."""
+
+
+def gamma(gain: float) -> float:
+    """Variance of erf(g z / sqrt 2) for z ~ N(0, 1): gamma(g) = (2/pi) arcsin(g^2 / (1 + g^2))."""
+    return 2 / math.pi * math.asin(gain**2 / (1 + gain**2))
+
+
+def torus_distance(i: torch.Tensor, j: torch.Tensor, L: int) -> torch.Tensor:
+    """Distance between sites i and j on a ring of L sites: min(|i - j|, L - |i - j|)."""
+    d = (i - j).abs() % L
+    return torch.minimum(d, L - d)
+
+
+def field_covariance_1d(L: int, xi: float, torus: bool = True) -> torch.Tensor:
+    """The (L, L) float64 kernel C1_ij = exp(-d_ij^2 / xi^2), d the torus or plain distance."""
+    site = torch.arange(L, dtype=torch.float64)
+    i, j = site[:, None], site[None, :]
+    d = torus_distance(i, j, L) if torus else (i - j).abs()
+    return torch.exp(-(d**2) / xi**2)
+
+
+def torus_kernel(L: int, dim: int, xi: float, ridge: float = 0.0) -> torch.Tensor:
+    """First row of the torus field correlation R, shaped as the grid ``(L,) * dim``.
+
+    It is the row of (C + r I) / (1 + r). When xi is not small against L, C (its distance cut at
+    L/2) is not positive semi-definite: then the negative eigenvalues of C + r I are clipped (the
+    nearest PSD circulant matrix) and the result rescaled to unit diagonal.
+    """
+    k1 = field_covariance_1d(L, xi, torus=True)[0]
+    k = (k1 if dim == 1 else torch.outer(k1, k1)).clone()
+    k.view(-1)[0] += ridge
+    lam = torch.fft.fftn(k).real
+    if (lam < 0).any():
+        k = torch.fft.ifftn(lam.clamp_min(0)).real
+    return k / k.view(-1)[0]
+
+
+def circulant_matrix(kernel: torch.Tensor) -> torch.Tensor:
+    """The (D, D) (block-)circulant matrix M_ij = kernel[(r_i - r_j) mod L] of an even grid kernel."""
+    grid = kernel.shape
+    coords = torch.stack(torch.meshgrid(*[torch.arange(n) for n in grid], indexing="ij"), -1).reshape(-1, len(grid))
+    diff = (coords[:, None, :] - coords[None, :, :]) % torch.tensor(grid)
+    return kernel[tuple(diff.unbind(-1))]
+
+
+def field_correlation(L: int, dim: int, xi: float, torus: bool = True, ridge: float = 0.0) -> torch.Tensor:
+    """The (D, D) float64 field covariance R, unit diagonal: (C1^(x dim) + r I) / (1 + r) with open
+    boundaries, the circulant matrix of :func:`torus_kernel` on the torus."""
+    if torus:
+        return circulant_matrix(torus_kernel(L, dim, xi, ridge))
+    c1 = field_covariance_1d(L, xi, torus=False)
+    c = c1 if dim == 1 else torch.kron(c1, c1)
+    return (c + ridge * torch.eye(c.shape[0], dtype=c.dtype)) / (1 + ridge)
+
+
+def nlgp_covariance(correlation: torch.Tensor, gain: float) -> torch.Tensor:
+    """Cov(x_i, x_j) = (2 / (pi gamma(g))) arcsin(g^2 / (1 + g^2) R_ij), elementwise in R."""
+    return 2 / (math.pi * gamma(gain)) * torch.asin(gain**2 / (1 + gain**2) * correlation)
+
+
+def nlgp_transform(z: torch.Tensor, gain: float) -> torch.Tensor:
+    """The pixel non-linearity x = erf(g z / sqrt 2) / sqrt(gamma(g))."""
+    return torch.erf(gain / math.sqrt(2) * z) / math.sqrt(gamma(gain))
+
+
+def circulant_sqrt_spectrum(kernel: torch.Tensor) -> torch.Tensor:
+    """sqrt(max(lambda, 0)), lambda = DFT(kernel) the eigenvalues of the (block-)circulant matrix
+    whose first row is ``kernel`` (real and even, so lambda is real)."""
+    return torch.fft.fftn(kernel).real.clamp_min(0).sqrt()
+
+
+def sample_circulant(noise: torch.Tensor, sqrt_spectrum: torch.Tensor) -> torch.Tensor:
+    """A w = IDFT(sqrt(lambda) * DFT(w)) for a batch of real white-noise grids ``noise`` (n, *grid).
+
+    A, the symmetric square root of the circulant covariance, is real, so A (w1 + i w2) =
+    A w1 + i A w2: pairs of grids are packed into one complex grid, one FFT pair for two samples.
+    """
+    n, dims = len(noise), tuple(range(1, noise.ndim))
+    half = (n + 1) // 2
+    imag = torch.zeros_like(noise[:half])
+    imag[: n - half] = noise[half:]
+    z = torch.fft.ifftn(torch.fft.fftn(torch.complex(noise[:half], imag), dim=dims) * sqrt_spectrum, dim=dims)
+    return torch.cat([z.real, z.imag])[:n]
+
+
+def symmetric_sqrt(cov: torch.Tensor) -> torch.Tensor:
+    """The PSD square root V diag(sqrt(max(lambda, 0))) V^T of a symmetric matrix."""
+    lam, vec = torch.linalg.eigh(cov)
+    return (vec * lam.clamp_min(0).sqrt()) @ vec.T
+
+
+def _check(ok: bool, name: str, valid: str, value: object) -> None:
+    if not ok:
+        raise ValueError(f"NLGPTask: {name} must be {valid}, got {value!r}")
+
+
+class NLGPTask(Dataset):
+    """Classify NLGP(xi_0) vs NLGP(xi_1) vs ... (same gain, balanced); or their Gaussian clones.
+
+    With ``gaussian_clone=True`` class c is the Gaussian process N(0, Cov_c), Cov_c the exact
+    NLGP covariance of class c (same first and second moments, no higher-order structure).
+    """
+
+    infinite = True
+
+    def __init__(
+        self,
+        L: int = 20,
+        dim: int = 2,
+        xis: Sequence[float] = (1.0, 3.0),
+        gain: float = 3.0,
+        gaussian_clone: bool = False,
+        torus: bool = True,
+        ridge: float = 1e-3,
+    ) -> None:
+        _check(isinstance(L, Integral) and not isinstance(L, bool) and L >= 2, "L", "an integer >= 2", L)
+        _check(dim in (1, 2), "dim", "1 or 2", dim)
+        xis = tuple(xis) if isinstance(xis, Iterable) and not isinstance(xis, str) else (xis,)
+        _check(all(isinstance(xi, Real) for xi in xis), "xis", "a sequence of numbers", xis)
+        _check(len(xis) >= 2, "xis", "at least 2 correlation lengths (one per class)", xis)
+        _check(all(math.isfinite(xi) and xi > 0 for xi in xis), "xis", "finite and > 0", xis)
+        _check(math.isfinite(gain) and gain > 0, "gain", "finite and > 0", gain)
+        _check(math.isfinite(ridge) and ridge >= 0, "ridge", "finite and >= 0", ridge)
+        self.L, self.dim, self.xis, self.gain = int(L), dim, tuple(map(float, xis)), float(gain)
+        self.gaussian_clone, self.torus, self.ridge = gaussian_clone, torus, float(ridge)
+        self.name = "nlgp-clone" if gaussian_clone else "nlgp"
+        self.input_shape = (L,) * dim
+        self.num_classes = len(xis)
+        self._samplers: dict[int, torch.Tensor] = {}
+        self._last_block: tuple[tuple[int, int], torch.Tensor] | None = None
+
+    def __repr__(self) -> str:
+        return (f"NLGPTask(L={self.L}, dim={self.dim}, xis={self.xis}, gain={self.gain:g}, "
+                f"gaussian_clone={self.gaussian_clone}, torus={self.torus}, ridge={self.ridge:g})")
+
+    def field_correlation(self, label: int) -> torch.Tensor:
+        """The (D, D) float64 correlation R of class ``label``'s Gaussian field z."""
+        _check(0 <= label < self.num_classes, "label", f"in 0 .. {self.num_classes - 1}", label)
+        return field_correlation(self.L, self.dim, self.xis[label], self.torus, self.ridge)
+
+    def covariance(self, label: int) -> torch.Tensor:
+        """The exact (D, D) float64 covariance of class ``label``'s inputs (NLGP and clone alike)."""
+        return nlgp_covariance(self.field_correlation(label), self.gain)
+
+    def _sampler(self, label: int) -> torch.Tensor:
+        """Class ``label``'s square root of the covariance of what is sampled (field, or clone):
+        the sqrt-spectrum on the torus, the dense (D, D) symmetric square root otherwise."""
+        if label not in self._samplers:
+            if self.torus:
+                k = torus_kernel(self.L, self.dim, self.xis[label], self.ridge)
+                self._samplers[label] = circulant_sqrt_spectrum(nlgp_covariance(k, self.gain) if self.gaussian_clone else k)
+            else:
+                cov = self.covariance(label) if self.gaussian_clone else self.field_correlation(label)
+                self._samplers[label] = symmetric_sqrt(cov)
+        return self._samplers[label]
+
+    def labels(self, n: int, offset: int = 0) -> torch.Tensor:
+        """Labels of stream items offset .. offset + n - 1: item i has label i % num_classes."""
+        return torch.arange(offset, offset + n) % self.num_classes
+
+    def _block(self, seed: int, b: int) -> torch.Tensor:
+        """Stream items b*BLOCK .. (b+1)*BLOCK - 1, float32 (BLOCK, D); the last block is cached."""
+        if self._last_block is not None and self._last_block[0] == (seed, b):
+            return self._last_block[1]
+        noise = torch.from_numpy(np.random.default_rng(derive_seed(seed, b)).standard_normal((BLOCK, *self.input_shape)))
+        labels = self.labels(BLOCK, b * BLOCK)
+        out = torch.empty_like(noise)
+        for c in range(self.num_classes):
+            w = noise[labels == c]
+            s = self._sampler(c)
+            z = sample_circulant(w, s) if self.torus else (w.reshape(len(w), -1) @ s).reshape(w.shape)
+            out[labels == c] = z if self.gaussian_clone else nlgp_transform(z, self.gain)
+        block = out.reshape(BLOCK, -1).to(torch.float32)
+        self._last_block = ((seed, b), block)
+        return block
+
+    def sample(self, n: int, seed: int = 0, offset: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Items offset .. offset + n - 1 of the stream for ``seed``: X float32 (n, D), y int64 (n,)."""
+        _check(isinstance(n, Integral) and n >= 0, "n", "an integer >= 0", n)
+        _check(isinstance(offset, Integral) and offset >= 0, "offset", "an integer >= 0", offset)
+        X = torch.empty(n, self.input_dim)
+        done = 0
+        while done < n:
+            b, skip = divmod(offset + done, BLOCK)
+            take = min(BLOCK - skip, n - done)
+            X[done:done + take] = self._block(seed, b)[skip:skip + take]
+            done += take
+        return X, self.labels(n, offset)
+
+    def _split(self, n: int | None, seed: int, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        _check(n is not None, "n", "an integer >= 0 (a synthetic data set has no fixed size)", n)
+        return self.sample(n, seed=derive_seed(seed, split))
+
+    def train(self, n: int | None = None, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """n training samples: the stream for seed ``derive_seed(seed, "train")``."""
+        return self._split(n, seed, "train")
+
+    def test(self, n: int | None = None, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """n held-out samples: the independent stream for seed ``derive_seed(seed, "test")``."""
+        return self._split(n, seed, "test")

@@ -1,0 +1,30 @@
+"""Sweep presets shipped with the package (``ticketscope presets`` lists them)."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+from ..errors import TicketscopeError
+
+
+def _files() -> dict[str, Path]:
+    folder = resources.files("ticketscope.experiments") / "presets"
+    return {Path(str(f)).stem: Path(str(f)) for f in folder.iterdir() if str(f).endswith(".yaml")}
+
+
+def preset_names() -> list[str]:
+    return sorted(_files())
+
+
+def preset_path(name: str) -> Path:
+    files = _files()
+    if name not in files:
+        raise TicketscopeError(f"no preset named {name!r}; the presets are {', '.join(sorted(files))}")
+    return files[name]
+
+
+def preset_description(name: str) -> str:
+    return " ".join(str(yaml.safe_load(preset_path(name).read_text()).get("description", "")).split())
