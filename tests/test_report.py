@@ -6,25 +6,27 @@ import pandas as pd
 import pytest
 
 from conftest import TINY, merge
-from ticketscope.config import parse_config
 from ticketscope.experiments.report import _compare, build_report
-from ticketscope.runs import run_experiment
+from ticketscope.experiments.sweep import load_sweep, run_sweep
 
 
 @pytest.fixture(scope="module")
 def sweep_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("sweep")
-    for clone in (False, True):
-        for method in ("imp", "oneshot"):
-            for seed in (0, 1):
-                cfg = parse_config(merge(TINY, {"seed": seed, "data": {"gaussian_clone": clone},
-                                                "prune": {"method": method, "rounds": 2}}))
-                run_experiment(cfg, root / "runs" / cfg.digest(), progress=False)
+    sweep = load_sweep({"name": "t", "description": "Chosen  for a\n test.", "base": merge(TINY, {"prune": {"rounds": 2}}),
+                        "grid": {"data.gaussian_clone": [False, True], "prune.method": ["imp", "oneshot"], "seed": [0, 1]}})
+    summary = run_sweep(sweep, root, workers=2, progress=False)
+    assert (summary["status"] == "ok").all()
     return root
 
 
+def test_sweep_workers_analyze_their_runs_and_keep_the_description(sweep_dir):
+    assert len(list(sweep_dir.glob("runs/*/analysis/rounds.parquet"))) == 8
+    assert load_sweep(sweep_dir / "sweep.yaml").description == "Chosen for a test."
+
+
 def test_report_builds_with_a_row_per_claim(sweep_dir):
-    html = build_report(sweep_dir, n_probe=256)
+    html = build_report(sweep_dir, notes="Chosen for a test.")
     out = html.parent
     table = pd.read_parquet(out / "table.parquet")
     assert table["run"].nunique() == 8 and set(table["prune.method"]) == {"imp", "oneshot"}
@@ -36,6 +38,7 @@ def test_report_builds_with_a_row_per_claim(sweep_dir):
     assert [c["verdict"] for c in claims if "random" in c["claim"] or "Cavity pruning" in c["claim"]] == ["not tested"] * 2
     text = html.read_text()
     assert text.count("<tr>") == 7 and text.count("data:image/png;base64,") >= 4
+    assert "Chosen for a test." in text
     md = (out / "report.md").read_text()
     assert md.count("\n| ") == 7  # header + 6 claims
     for fig in ("accuracy", "localization", "kurtosis", "rf_grid", "cavity"):

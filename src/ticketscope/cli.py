@@ -175,11 +175,11 @@ def sweep(sweep_file: str = typer.Argument(..., help="sweep YAML, or a preset na
 def report(sweep_dir: Path = typer.Argument(..., help="sweep directory"),
            n_probe: int = typer.Option(4096, "--n-probe", help="held-out probe samples per run")) -> None:
     """Analyze every run of a sweep and write the claims report (HTML + Markdown) with figures."""
-    from .config import load_yaml
     from .experiments.report import build_report
+    from .experiments.sweep import load_sweep
 
     spec = sweep_dir / "sweep.yaml"
-    notes = " ".join(str(load_yaml(spec).get("description", "")).split()) if spec.exists() else ""
+    notes = load_sweep(spec).description if spec.exists() else ""
     typer.echo(f"report: {build_report(sweep_dir, n_probe=n_probe, notes=notes)}")
 
 

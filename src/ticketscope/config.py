@@ -76,18 +76,23 @@ class TrainConfig(_Strict):
         (0.5, 0.75), description="(fraction of the budget) step schedule: where the lr is multiplied by gamma")
     gamma: float = Field(0.1, gt=0, description="(factor) step schedule multiplier")
     batch_size: int = Field(128, ge=1, description="(samples) mini-batch size")
-    steps: int | None = Field(2000, ge=1, description="(steps) training budget per round; set epochs instead to count epochs")
+    steps: int | None = Field(None, ge=1, description="(steps) training budget per round (default 2000 unless epochs is set)")
     epochs: float | None = Field(None, gt=0, description="(passes over the training set) budget per round, instead of steps")
     eval_every: int = Field(0, ge=0, description="(steps) evaluate during training every this many steps; 0: only at the end")
     n_eval_train: int = Field(2000, ge=1, description="(samples) training samples used to report train loss/accuracy")
     loss: Literal["ce", "mse"] = Field("ce", description="softmax cross-entropy or MSE on one-hot targets")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _default_budget(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("steps") is None and data.get("epochs") is None:
+            return {**data, "steps": 2000}
+        return data
+
     @model_validator(mode="after")
     def _budget(self) -> "TrainConfig":
-        if self.epochs is not None and self.steps is not None and "steps" in self.model_fields_set:
+        if self.epochs is not None and self.steps is not None:
             raise ValueError("give either steps or epochs, not both")
-        if self.epochs is None and self.steps is None:
-            raise ValueError("give a training budget: steps or epochs")
         if any(not 0 < m < 1 for m in self.milestones):
             raise ValueError("milestones are fractions of the budget, each in (0, 1)")
         return self
@@ -139,8 +144,12 @@ class RunConfig(_Strict):
         return self
 
     def digest(self) -> str:
-        """Hash of the resolved config (key order irrelevant): names sweep run directories."""
-        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        """Hash of the resolved config (key order irrelevant): names sweep run directories.
+
+        Fields that cannot change results (label, thread count, data folder) are left out.
+        """
+        fields = self.model_dump(mode="json", exclude={"name": True, "threads": True, "data": {"data_dir"}})
+        blob = json.dumps(fields, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 

@@ -235,38 +235,48 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, progress: bool = True) -
         _claim_directory(out, cfg)
         if (out / "run.json").exists():
             return summary_table(out)
+        threads = torch.get_num_threads()
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        device = resolve_device(cfg.device)
-        data = RunData.build(cfg, device)
-        model = FCN(data.dataset.input_dim, data.dataset.num_classes, cfg.model).to(device)
-        prunable = prunable_layers(cfg)
-        done = completed_rounds(out)
-        bar = _Progress(progress, cfg.prune.rounds + 1, cfg.prune.method)
-        with bar:
-            if not done:
-                model.reset_parameters(generator(cfg.seed, "init"))
-                done.append(_train_round(model, cfg, data, out, 0, 0, prunable, bar))
-                write_table(out / "metrics.parquet", summary_table(out, cfg))
-            while (reason := _stop_reason(cfg, done)) is None:
-                masks = _next_masks(cfg, model, data, out, done, prunable, device)
-                worst = min(connected_fraction(m) for m in masks.values())
-                if worst < cfg.prune.min_connected:
-                    reason = (f"round {len(done)} would leave {worst:.3f} of a layer's units connected "
-                              f"(< prune.min_connected = {cfg.prune.min_connected})")
-                    break
-                if cfg.prune.rewind == "none":
-                    state, start = load_round_file(out, done[-1], "final.safetensors"), 0
-                else:
-                    state = load_round_file(out, done[0], "rewind.safetensors")
-                    start = cfg.prune.rewind_step if cfg.prune.rewind == "step" else 0
-                model.load_state_dict(state)
-                model.set_masks(masks)
-                done.append(_train_round(model, cfg, data, out, len(done), start, prunable, bar))
-                write_table(out / "metrics.parquet", summary_table(out, cfg))
-        write_json(out / "run.json", {"status": "complete", "rounds": len(done), "stop_reason": reason,
-                                      "config_digest": cfg.digest()})
-        return summary_table(out, cfg)
+        try:
+            return _run_rounds(cfg, out, progress)
+        finally:
+            torch.set_num_threads(threads)
+
+
+def _run_rounds(cfg: RunConfig, out: Path, progress: bool) -> pd.DataFrame:
+    """The round loop of :func:`run_experiment` (lock held, config claimed)."""
+    device = resolve_device(cfg.device)
+    data = RunData.build(cfg, device)
+    model = FCN(data.dataset.input_dim, data.dataset.num_classes, cfg.model).to(device)
+    prunable = prunable_layers(cfg)
+    done = completed_rounds(out)
+    with _Progress(progress, cfg.prune.rounds + 1, cfg.prune.method) as bar:
+        if not done:
+            model.reset_parameters(generator(cfg.seed, "init"))
+            done.append(_train_round(model, cfg, data, out, 0, 0, prunable, bar))
+            write_table(out / "metrics.parquet", summary_table(out, cfg))
+        while (reason := _stop_reason(cfg, done)) is None:
+            masks = _next_masks(cfg, model, data, out, done, prunable, device)
+            worst = min(connected_fraction(m) for m in masks.values())
+            if worst < cfg.prune.min_connected:
+                reason = (f"round {len(done)} would leave {worst:.3f} of a layer's units connected "
+                          f"(< prune.min_connected = {cfg.prune.min_connected})")
+                break
+            if cfg.prune.rewind == "none":
+                state, start = load_round_file(out, done[-1], "final.safetensors"), 0
+            else:
+                state = load_round_file(out, done[0], "rewind.safetensors")
+                start = cfg.prune.rewind_step if cfg.prune.rewind == "step" else 0
+            model.load_state_dict(state)
+            model.set_masks(masks)
+            done.append(_train_round(model, cfg, data, out, len(done), start, prunable, bar))
+            write_table(out / "metrics.parquet", summary_table(out, cfg))
+    table = summary_table(out, cfg)
+    write_table(out / "metrics.parquet", table)  # also after a kill between round.json and metrics
+    write_json(out / "run.json", {"status": "complete", "rounds": len(done), "stop_reason": reason,
+                                  "config_digest": cfg.digest()})
+    return table
 
 
 def summary_table(out: str | Path, cfg: RunConfig | None = None) -> pd.DataFrame:
