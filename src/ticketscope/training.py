@@ -107,7 +107,7 @@ class TrainHooks:
 
 
 def train(model: FCN, batches: BatchSource, cfg: TrainConfig, start: int, total: int,
-          round_: int, hooks: TrainHooks = TrainHooks()) -> None:
+          round_: int, hooks: TrainHooks | None = None) -> None:
     """Train ``model`` from step ``start`` to ``total`` (masks re-applied after every step).
 
     The optimizer starts fresh (no momentum carried over a rewind). A non-finite loss raises a
@@ -116,6 +116,7 @@ def train(model: FCN, batches: BatchSource, cfg: TrainConfig, start: int, total:
     # Subnormal floats (decaying momentum of tiny gradients) make CPU arithmetic ~30x slower;
     # flushing them to zero changes nothing measurable and keeps results deterministic.
     torch.set_flush_denormal(True)
+    hooks = hooks or TrainHooks()
     opt = make_optimizer(model, cfg)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: lr_factor(start + i, total, cfg))
     model.train()
