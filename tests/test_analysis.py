@@ -37,6 +37,9 @@ def test_tables_match_direct_recomputation(analyzed):
     np.testing.assert_allclose(u["kappa"], stats.kurtosis(h, fisher=False), rtol=1e-8)
     np.testing.assert_allclose(u["kappa_class1"], stats.kurtosis(h[y == 1], fisher=False), rtol=1e-8)
     np.testing.assert_array_equal(u["in_degree"], (W != 0).sum(1))
+    ng = [np.abs(stats.kurtosis(h[y == c], fisher=False) - 3) for c in (0, 1)]
+    f = [np.mean(y == c) for c in (0, 1)]
+    np.testing.assert_allclose(u["ng_pooled"], f[0] * ng[0] + f[1] * ng[1], rtol=1e-8)
     # second layer: inputs are the first layer's activations (relu of pre-activation plus bias)
     a1 = np.maximum(h + final["layers.0.bias"].double().numpy(), 0)
     W1 = final["layers.1.weight"].double().numpy()

@@ -4,6 +4,7 @@ import json
 
 import pandas as pd
 import pytest
+from scipy import stats
 
 from conftest import TINY, merge
 from ticketscope.experiments.report import _compare, build_report
@@ -31,24 +32,40 @@ def test_report_builds_with_a_row_per_claim(sweep_dir):
     table = pd.read_parquet(out / "table.parquet")
     assert table["run"].nunique() == 8 and set(table["prune.method"]) == {"imp", "oneshot"}
     claims = json.loads((out / "claims.json").read_text())
-    assert len(claims) == 6
-    verdicts = {c["claim"].split(" (")[0]: c["verdict"] for c in claims}
-    assert all(v in ("held", "did not hold", "not tested") for v in verdicts.values())
-    # no random or cavity runs in this sweep: those claims cannot have been tested
-    assert [c["verdict"] for c in claims if "random" in c["claim"] or "Cavity pruning" in c["claim"]] == ["not tested"] * 2
+    assert len(claims) == 8
+    # no random or cavity runs in this sweep: exactly the claims that need them are not tested
+    untested = [c["claim"] for c in claims if c["verdict"] == "not tested"]
+    assert untested == [claims[2]["claim"], claims[7]["claim"]] and "random pruning" in untested[0]
+    assert all(c["seeds"].startswith("[0, 1]") for c in claims if c["verdict"] != "not tested")
+    table = table[(table["layer"] == "layers.0") & (table["round"] == 2)]
+    imp = table[(table["prune.method"] == "imp") & ~table["data.gaussian_clone"]].sort_values("seed")
+    one = table[(table["prune.method"] == "oneshot") & ~table["data.gaussian_clone"]].sort_values("seed")
+    a, b = one["localization"].to_numpy(), imp["localization"].to_numpy()
+    welch = stats.ttest_ind(a, b, equal_var=False)  # independent reference for the verdict rule
+    expected = "held" if (a.mean() > b.mean() and welch.pvalue < 0.05) else "did not hold"
+    assert claims[1]["verdict"] == expected and f"{a.mean():.3g}" in claims[1]["measured"]
     text = html.read_text()
-    assert text.count("<tr>") == 7 and text.count("data:image/png;base64,") >= 4
+    assert text.count("<tr>") == 9 and text.count("data:image/png;base64,") >= 4
     assert "Chosen for a test." in text
     md = (out / "report.md").read_text()
-    assert md.count("\n| ") == 7  # header + 6 claims
+    assert md.count("\n| ") == 9  # header + 8 claims
     for fig in ("accuracy", "localization", "kurtosis", "rf_grid", "cavity"):
         assert (out / f"{fig}.png").stat().st_size > 5000
 
 
-def test_verdict_rule_needs_the_difference_to_exceed_the_seed_spread():
-    a, b = pd.Series([1.0, 1.1, 0.9]), pd.Series([0.5, 0.6, 0.4])
-    assert _compare(a, b, greater=True)[2] == "held"
-    assert _compare(b, a, greater=True)[2] == "did not hold"  # wrong direction
-    noisy = pd.Series([0.0, 2.0, -1.0])  # mean 0.33, sd 1.5: overlaps with b
-    assert _compare(noisy, b, greater=False)[2] == "did not hold"
-    assert _compare(pd.Series([1.0]), b, greater=True)[2] == "not tested"  # one seed is no spread
+@pytest.mark.parametrize("a,b", [([1.0, 1.1, 0.9], [0.5, 0.6, 0.4]), ([0.0, 2.0, -1.0], [0.5, 0.6, 0.4]),
+                                 ([1.0, 1.2], [0.9, 0.95]), ([3.0, 3.1, 2.9, 3.05], [2.0, 2.2, 2.1, 2.05])])
+def test_verdict_rule_is_a_two_sided_welch_test(a, b):
+    """Held iff the difference is in the predicted direction and Welch's test rejects at 5%."""
+    sa, sb = pd.Series(a), pd.Series(b)
+    p = stats.ttest_ind(a, b, equal_var=False).pvalue
+    assert _compare(sa, sb, greater=True)[2] == ("held" if sa.mean() > sb.mean() and p < 0.05 else "did not hold")
+    assert _compare(sb, sa, greater=True)[2] == "did not hold"  # wrong direction never holds
+
+
+def test_one_sample_rule_and_too_few_seeds():
+    a = pd.Series([0.6, 0.7, 0.65, 0.62])
+    p = stats.ttest_1samp(a, 0.5).pvalue
+    assert _compare(a, 0.5, greater=True)[2] == ("held" if p < 0.05 else "did not hold") == "held"
+    assert _compare(pd.Series([0.52, 0.49, 0.55]), 0.5, greater=True)[2] == "did not hold"
+    assert _compare(pd.Series([1.0]), pd.Series([0.5, 0.6]), greater=True)[2] == "not tested"  # one seed: no spread

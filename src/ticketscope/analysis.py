@@ -55,12 +55,15 @@ def unit_measures(W: torch.Tensor, inputs: torch.Tensor, y: torch.Tensor, ds: Da
     }
     cols["localization"] = (spatial_localization(W.double(), ds.input_shape, ds.torus).cpu().numpy()
                             if first else np.full(len(W), np.nan))
+    ng_class = nongaussianity(ck.per_class)  # (C, K): |kappa_c - 3|, NaN where undefined
     for c in range(num_classes):
         cols[f"kappa_class{c}"] = ck.per_class[c].cpu().numpy()
-    df = pd.DataFrame(cols)
-    df["ng"] = nongaussianity(ck.overall).cpu().numpy()
-    df["ng_pooled"] = nongaussianity(ck.pooled).cpu().numpy()
-    return df
+        cols[f"ng_class{c}"] = ng_class[c].cpu().numpy()
+    f = (ck.class_counts.double() / ck.class_counts.sum())[:, None] * ng_class.isfinite()
+    cols["ng"] = nongaussianity(ck.overall).cpu().numpy()
+    # |kappa_c - 3| pooled over classes (weights n_c / n): a sub- and a super-Gaussian class never cancel
+    cols["ng_pooled"] = ((f * ng_class.nan_to_num()).sum(0) / f.sum(0)).cpu().numpy()
+    return pd.DataFrame(cols)
 
 
 def _cavity_rows(scores: torch.Tensor, W: torch.Tensor, mask: torch.Tensor, mask_next: torch.Tensor,
@@ -88,7 +91,9 @@ def analyze_run(run_dir: str | Path, n_probe: int = 4096, figures: bool = True, 
     if not done:
         raise TicketscopeError(f"{run} has no completed round yet; run `ticketscope run` first")
     stamp = {"rounds": len(done), "n_probe": n_probe}
-    if not force and (out / "analysis.json").exists() and read_json(out / "analysis.json") == stamp:
+    tables = [out / f"{t}.parquet" for t in ("units", "rounds", "cavity")]
+    if (not force and (out / "analysis.json").exists() and read_json(out / "analysis.json") == stamp
+            and all(t.exists() for t in tables)):
         return out
     cfg = load_config(run / "config.yaml")
     device = resolve_device(cfg.device)
@@ -112,8 +117,8 @@ def analyze_run(run_dir: str | Path, n_probe: int = 4096, figures: bool = True, 
             alive = u[u["in_degree"] > 0]
             row = {"round": r, "layer": name, "density": summary["layer_density"][name],
                    "test_accuracy": summary["test_accuracy"], "connected": len(alive) / len(u)}
-            for col in ("ipr", "ipr_null", "localization", "kappa", "kappa_pooled", "ng", "ng_pooled",
-                        *[f"kappa_class{c}" for c in range(ds.num_classes)]):
+            per_class = [f"{k}_class{c}" for k in ("kappa", "ng") for c in range(ds.num_classes)]
+            for col in ("ipr", "ipr_null", "localization", "kappa", "kappa_pooled", "ng", "ng_pooled", *per_class):
                 row[col] = float(alive[col].mean()) if alive[col].notna().any() else np.nan
             if r + 1 < len(done):
                 scores = cavity_scores(W.double(), inputs[i].double(), kind="nongaussianity")
@@ -146,8 +151,10 @@ def write_figures(cfg: RunConfig, ds: Dataset, states: list[dict[str, torch.Tens
                        nulls={"ipr": "ipr_null", "localization": 1.0}, title=label)
     kappa_cols = [("kappa", "kappa (whole probe set)"), ("kappa_pooled", "kappa (per class, pooled)"),
                   ("ng_pooled", "|kappa - 3| (per class, pooled)")]
+    classes = range(ds.num_classes)
     plots.round_curves(rounds, out / "kurtosis.png", kappa_cols, nulls={"kappa": 3.0, "kappa_pooled": 3.0},
-                       extra={"kappa_pooled": [f"kappa_class{c}" for c in range(ds.num_classes)]}, title=label)
+                       extra={"kappa_pooled": [f"kappa_class{c}" for c in classes],
+                              "ng_pooled": [f"ng_class{c}" for c in classes]}, title=label)
     if len(cavity):
         plots.cavity_histograms(cavity[cavity["layer"] == first], out / "cavity.png", title=f"{label}, {first}")
     if ds.input_shape and first == "layers.0":
@@ -156,19 +163,30 @@ def write_figures(cfg: RunConfig, ds: Dataset, states: list[dict[str, torch.Tens
                            out / "connectivity.png", title=f"{label}, sparsest round")
 
 
+def ranked_units(units: pd.DataFrame, layer: str, rnd: int) -> np.ndarray:
+    """Units of ``layer`` at round ``rnd`` from most to least localized (undefined ones left out)."""
+    u = units[(units["round"] == rnd) & (units["layer"] == layer)].dropna(subset=["localization"])
+    return u.sort_values("localization")["unit"].to_numpy().copy()
+
+
+def rf_panels(states: dict[int, dict[str, torch.Tensor]], units: pd.DataFrame, layer: str, idx: np.ndarray,
+              label: str) -> list[tuple[str, np.ndarray, np.ndarray, list[str]]]:
+    """:func:`plots.rf_grid` panels of units ``idx``: weights and masks at each round of ``states``."""
+    panels = []
+    for r, state in sorted(states.items()):
+        pick = torch.as_tensor(idx, dtype=torch.long)
+        loc = units[(units["round"] == r) & (units["layer"] == layer)].set_index("unit")["localization"]
+        panels.append((f"{label}\nround {r}", state[f"{layer}.weight"][pick].numpy(),
+                       state[f"{layer}.mask"][pick].numpy(), [f"#{j} loc {loc[j]:.2f}" for j in idx]))
+    return panels
+
+
 def rf_figure(states: list[dict[str, torch.Tensor]], units: pd.DataFrame, layer: str, shape: tuple[int, ...],
               path: Path, label: str, k: int = 8) -> Path:
     """Most and least localized units of the sparsest round, shown at the dense and sparsest rounds."""
     last = len(states) - 1
-    u = units[(units["round"] == last) & (units["layer"] == layer)].dropna(subset=["localization"])
-    order = u.sort_values("localization")["unit"].to_numpy()
-    picks = {"most localized": order[:k], "least localized": order[::-1][:k].copy()}
-    panels = []
-    for what, idx in picks.items():
-        for r in sorted({0, last}):
-            W = states[r][f"{layer}.weight"][torch.tensor(idx)].numpy()
-            M = states[r][f"{layer}.mask"][torch.tensor(idx)].numpy()
-            loc = units[(units["round"] == r) & (units["layer"] == layer)].set_index("unit")["localization"]
-            caps = [f"#{j} loc {loc[j]:.2f}" for j in idx]
-            panels.append((f"{what}\nround {r}", W, M, caps))
+    order = ranked_units(units, layer, last)
+    ends = {0: states[0], last: states[last]}
+    panels = [*rf_panels(ends, units, layer, order[:k], "most localized"),
+              *rf_panels(ends, units, layer, order[::-1][:k].copy(), "least localized")]
     return plots.rf_grid(panels, shape, path, title=f"first-layer receptive fields: {label}")

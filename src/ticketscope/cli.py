@@ -225,8 +225,11 @@ def main() -> None:
     """Entry point: user-facing errors become one clear line and exit status 2."""
     try:
         app()
-    except TicketscopeError as e:
+    except (TicketscopeError, ValueError) as e:
         typer.secho(f"error: {e}", fg="red", err=True)
+        sys.exit(2)
+    except OSError as e:  # unreadable or unwritable paths, full disk
+        typer.secho(f"error: {e.strerror or e}: {e.filename or ''}", fg="red", err=True)
         sys.exit(2)
 
 

@@ -18,7 +18,7 @@ from .errors import TicketscopeError
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class DataConfig(_Strict):
@@ -176,8 +176,10 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         obj = yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise TicketscopeError(f"config file {path} does not exist") from None
-    except yaml.YAMLError as e:
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
         raise TicketscopeError(f"config file {path} is not valid YAML: {e}") from None
+    except OSError as e:
+        raise TicketscopeError(f"cannot read config file {path}: {e.strerror}") from None
     if obj is None:
         return {}
     if not isinstance(obj, dict):

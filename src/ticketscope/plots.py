@@ -115,7 +115,7 @@ def round_curves(rounds: pd.DataFrame, path: str | Path, cols: Sequence[tuple[st
                 ax.plot(df["density"], df[null], ls="--", color=line.get_color(), label=f"{layer} null")
             for e in extra.get(col, ()):
                 ax.plot(df["density"], df[e], lw=0.8, alpha=0.6, color=line.get_color(), ls=":",
-                        label=f"{layer} {e.replace('kappa_', '')}")
+                        label=f"{layer} {e.split('_')[-1]}")
         if isinstance(nulls.get(col), float):
             ax.axhline(nulls[col], color="k", ls=":", lw=1, label="null")
         density_axis(ax)

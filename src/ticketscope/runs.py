@@ -170,8 +170,8 @@ def _train_round(model: FCN, cfg: RunConfig, data: RunData, out: Path, r: int, s
             history.append({"round": r, "step": step, "split": split, "loss": loss, "accuracy": acc})
 
     rewind_at = (cfg.prune.rewind_step if cfg.prune.rewind == "step" else 0) if r == 0 else None
-    if rewind_at is not None and rewind_at > total:
-        raise TicketscopeError(f"prune.rewind_step = {rewind_at} exceeds the training budget of {total} steps")
+    if rewind_at is not None and rewind_at >= max(total, 1) and cfg.prune.rewind == "step":
+        raise TicketscopeError(f"prune.rewind_step = {rewind_at} must be below the training budget of {total} steps")
     progress.start_round(r, start, total)
     t0 = time.perf_counter()
     train(model, data.batches, cfg.train, start, total, r,
@@ -235,6 +235,7 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, progress: bool = True) -
         _claim_directory(out, cfg)
         if (out / "run.json").exists():
             return summary_table(out)
+        torch.set_flush_denormal(True)  # as in training, also for the measurements a resumed run redoes
         threads = torch.get_num_threads()
         if cfg.threads:
             torch.set_num_threads(cfg.threads)

@@ -5,10 +5,12 @@ runs by every varying config field but the seed ("conditions"), and writes ``DIR
 ``table.parquet`` (the joined tidy table), the figures, ``claims.json``, and ``report.html``
 (self-contained, figures embedded) with its Markdown twin ``report.md``.
 
-A claim *holds* only when the difference it predicts, averaged over seeds, is in the predicted
-direction and larger than twice its standard error over seeds (Welch; about a 95% two-sided
-test), with at least two seeds on each side; otherwise it *did not hold*; it is *not tested*
-when the sweep lacks the runs it needs.
+A claim *holds* only when the difference it predicts, between seed means, is in the predicted
+direction and exceeds t * SE: SE its standard error over seeds, t the 97.5% Student-t quantile
+(Welch's degrees of freedom; a one-sample t for a difference from a constant), i.e. a 95%
+two-sided test, with at least two seeds on each side; otherwise it *did not hold*; it is *not
+tested* when the sweep lacks the runs it needs. Claims are judged separately within each
+combination of the varying fields other than seed, pruning method and clone ("context").
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from scipy import stats
 
 from .. import plots
-from ..analysis import analyze_run
+from ..analysis import analyze_run, ranked_units, rf_panels
 from ..config import load_config
+from ..data import make_dataset
 from ..errors import TicketscopeError
 from ..io import atomic_write_text, write_json, write_table
 from ..runs import load_round_file, completed_rounds
@@ -93,23 +97,15 @@ def rf_comparison(sweep_dir: Path, table: pd.DataFrame, axes: list[str], path: P
     """RF grids side by side, one seed: each condition's most localized units, dense and sparsest."""
     conds = [a for a in axes if a != "seed"]
     seed = table["seed"].min()
-    panels, shape = [], None
+    panels = []
     for key, df in (table[table["seed"] == seed].groupby(conds) if conds else [((), table)]):
         run = sweep_dir / "runs" / df["run"].iloc[0]
         done = completed_rounds(run)
         units = pd.read_parquet(run / "analysis" / "units.parquet")
-        last = len(done) - 1
-        u = units[(units["round"] == last) & (units["layer"] == FIRST)].dropna(subset=["localization"])
-        idx = u.sort_values("localization")["unit"].to_numpy()[:k].copy()
-        if shape is None:
-            from ..data import make_dataset
-            shape = make_dataset(load_config(run / "config.yaml").data).input_shape
+        ends = {r: load_round_file(run, done[r], "final.safetensors") for r in (0, len(done) - 1)}
         label = _label(dict(zip(conds, key if isinstance(key, tuple) else (key,))), conds)
-        for r in sorted({0, last}):
-            state = load_round_file(run, done[r], "final.safetensors")
-            W, M = state[f"{FIRST}.weight"][idx], state[f"{FIRST}.mask"][idx]
-            loc = units[(units["round"] == r) & (units["layer"] == FIRST)].set_index("unit")["localization"]
-            panels.append((f"{label}\nround {r}", W.numpy(), M.numpy(), [f"loc {loc[j]:.2f}" for j in idx]))
+        panels += rf_panels(ends, units, FIRST, ranked_units(units, FIRST, len(done) - 1)[:k], label)
+    shape = make_dataset(load_config(sweep_dir / "runs" / table["run"].iloc[0] / "config.yaml").data).input_shape
     return plots.rf_grid(panels, shape, path, title=f"most localized first-layer units, seed {seed}")
 
 
@@ -122,66 +118,83 @@ class Claim:
     verdict: str  # "held" | "did not hold" | "not tested"
 
 
-def _compare(a: pd.Series, b: pd.Series, greater: bool) -> tuple[str, str, str]:
-    """Mean of a - mean of b with its standard error; verdict per the module's rule."""
-    a, b = a.dropna(), b.dropna()
-    if len(a) < 2 or len(b) < 2:
-        return f"{a.mean():.3g} vs {b.mean():.3g}", f"{len(a)} vs {len(b)}", "not tested"
-    diff = a.mean() - b.mean()
-    se = math.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b))
-    held = (diff > 2 * se) if greater else (diff < -2 * se)
-    text = f"{a.mean():.3g} ± {a.std(ddof=1):.2g} vs {b.mean():.3g} ± {b.std(ddof=1):.2g} (diff {diff:+.3g}, 2 SE {2 * se:.2g})"
-    return text, f"{len(a)} vs {len(b)}", "held" if held else "did not hold"
+def _compare(a: pd.Series, b: pd.Series | float, greater: bool) -> tuple[str, str, str]:
+    """(measured, seeds, verdict) for mean(a) - mean(b) (or - b, a constant) per the module's rule."""
+    a = a.dropna()
+    one_sample = not isinstance(b, pd.Series)
+    b_text = f"{b:g}" if one_sample else f"{b.mean():.3g} ± {b.std(ddof=1):.2g}"
+    seeds = f"{sorted(a.index.tolist())}" + ("" if one_sample else f" vs {sorted(b.dropna().index.tolist())}")
+    if len(a) < 2 or (not one_sample and len(b.dropna()) < 2):
+        return f"{a.mean():.3g} vs {b_text}", seeds, "not tested"
+    va = a.var(ddof=1) / len(a)
+    if one_sample:
+        diff, se, dof = a.mean() - b, math.sqrt(va), len(a) - 1
+    else:
+        b = b.dropna()
+        vb = b.var(ddof=1) / len(b)
+        diff, se = a.mean() - b.mean(), math.sqrt(va + vb)
+        dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1)) if va + vb > 0 else len(a) + len(b) - 2
+    bound = float(stats.t.ppf(0.975, dof)) * se
+    held = diff > bound if greater else diff < -bound
+    text = (f"{a.mean():.3g} ± {a.std(ddof=1):.2g} vs {b_text} (diff {diff:+.3g}, needs {'>' if greater else '<'} "
+            f"{'' if greater else '-'}{bound:.2g})")
+    return text, seeds, "held" if held else "did not hold"
 
 
-def _per_run(table: pd.DataFrame, value: str, where: dict[str, Any], at: str = "last") -> pd.Series:
-    """One value per run (first layer): at the sparsest round, or its change from the dense round."""
+def _per_seed(table: pd.DataFrame, value: str, where: dict[str, Any], at: str = "last") -> pd.Series:
+    """One value per seed (first layer): at the sparsest round, mean over rounds, or dense-to-sparsest change."""
     df = table[table["layer"] == FIRST]
     for k, v in where.items():
-        if k not in df:
-            return pd.Series(dtype=float)
-        df = df[df[k] == v]
+        df = df[df[k] == v] if k in df else df.iloc[:0]
     if at == "mean":
-        return df.groupby("run")[value].mean()
-    last = df.loc[df.groupby("run")["round"].idxmax()].set_index("run")[value]
+        return df.groupby("seed")[value].mean()
+    last = df.loc[df.groupby("seed")["round"].idxmax()].set_index("seed")[value]
     if at == "last":
         return last
-    first = df.loc[df.groupby("run")["round"].idxmin()].set_index("run")[value]
-    return last - first
+    return last - df.loc[df.groupby("seed")["round"].idxmin()].set_index("seed")[value]
 
 
-def claims(table: pd.DataFrame) -> list[Claim]:
-    """The claims of SCIENCE.md, each measured on the first layer at the sparsest round."""
+def claims(table: pd.DataFrame, context: str = "") -> list[Claim]:
+    """The claims of SCIENCE.md in one context (one run per seed and arm), first layer."""
     data, clone = {"data.gaussian_clone": False}, {"data.gaussian_clone": True}
-    imp = {"prune.method": "imp"}
-    out = []
+    imp, one, rnd, cav = ({"prune.method": m, **data} for m in ("imp", "oneshot", "random", "cavity"))
+    loc = "spatial localization at the sparsest round (lower = more local)"
+    ng = "change of |kappa-3| (per class, pooled) from the dense to the sparsest round"
+    cavity = "non-Gaussianity cavity score, mean over IMP's pruning steps"
+    rows = [
+        ("IMP finds local RFs on non-Gaussian data but not on its Gaussian clone (Redman et al. 1)",
+         f"{loc}; A = IMP on the clone, B = IMP on the data",
+         _per_seed(table, "localization", {"prune.method": "imp", **clone}), _per_seed(table, "localization", imp), True),
+        ("IMP localizes more than one-shot pruning at the same sparsity (Pellegrini & Biroli)",
+         f"{loc}; A = one-shot, B = IMP", _per_seed(table, "localization", one), _per_seed(table, "localization", imp), True),
+        ("IMP localizes more than random pruning at the same sparsity",
+         f"{loc}; A = random, B = IMP", _per_seed(table, "localization", rnd), _per_seed(table, "localization", imp), True),
+        ("IMP increases the non-Gaussianity of pre-activations (Redman et al. 2)",
+         f"{ng}; A = IMP, B = 0", _per_seed(table, "ng_pooled", imp, at="change"), 0.0, True),
+        ("IMP increases non-Gaussianity more than one-shot pruning (Redman et al. 2)",
+         f"{ng}; A = IMP, B = one-shot", _per_seed(table, "ng_pooled", imp, at="change"),
+         _per_seed(table, "ng_pooled", one, at="change"), True),
+        ("The weights IMP removes raise non-Gaussianity more than random surviving weights (Redman et al. 3)",
+         f"{cavity}; A = removed weights, B = random survivors", _per_seed(table, "cavity_removed_mean", imp, at="mean"),
+         _per_seed(table, "cavity_random_mean", imp, at="mean"), True),
+        ("Most weights IMP removes raise non-Gaussianity when removed (cavity score > 0; Redman et al. 3)",
+         "fraction of removed weights with a positive score, mean over steps; A = IMP, B = 0.5",
+         _per_seed(table, "cavity_removed_frac_positive", imp, at="mean"), 0.5, True),
+        ("Pruning by non-Gaussianity alone (cavity pruning) localizes more than random pruning (causal test, new)",
+         f"{loc}; A = random, B = cavity pruning", _per_seed(table, "localization", rnd),
+         _per_seed(table, "localization", cav), True),
+    ]
+    prefix = f"[{context}] " if context else ""
+    return [Claim(prefix + claim, measure, *_compare(a, b, greater)) for claim, measure, a, b, greater in rows]
 
-    def add(claim: str, measure: str, a: pd.Series, b: pd.Series, greater: bool) -> None:
-        out.append(Claim(claim, measure, *_compare(a, b, greater)))
 
-    loc = "spatial localization at the sparsest round (lower = more local), A vs B"
-    add("IMP finds local RFs on non-Gaussian data but not on its Gaussian clone (Redman et al. 1)",
-        loc + "; A = clone, B = data", _per_run(table, "localization", {**imp, **clone}),
-        _per_run(table, "localization", {**imp, **data}), greater=True)
-    add("IMP localizes more than one-shot pruning at the same sparsity (Pellegrini & Biroli)",
-        loc + "; A = one-shot, B = IMP (data)", _per_run(table, "localization", {"prune.method": "oneshot", **data}),
-        _per_run(table, "localization", {**imp, **data}), greater=True)
-    add("IMP localizes more than random pruning at the same sparsity",
-        loc + "; A = random, B = IMP (data)", _per_run(table, "localization", {"prune.method": "random", **data}),
-        _per_run(table, "localization", {**imp, **data}), greater=True)
-    add("IMP increases pre-activation non-Gaussianity more than one-shot pruning (Redman et al. 2)",
-        "change of per-class pooled |kappa-3| from dense to sparsest round; A = IMP, B = one-shot (data)",
-        _per_run(table, "ng_pooled", {**imp, **data}, at="change"),
-        _per_run(table, "ng_pooled", {"prune.method": "oneshot", **data}, at="change"), greater=True)
-    if "cavity_removed_mean" in table:
-        add("IMP removes the weights whose removal raises non-Gaussianity (Redman et al. 3, cavity)",
-            "non-Gaussianity cavity score, mean over pruning steps; A = weights IMP removes, B = random survivors (data)",
-            _per_run(table, "cavity_removed_mean", {**imp, **data}, at="mean"),
-            _per_run(table, "cavity_random_mean", {**imp, **data}, at="mean"), greater=True)
-    add("Cavity pruning (removing non-Gaussianity-raising weights) localizes at least as well as IMP (causal test)",
-        loc + "; A = IMP, B = cavity pruning (data)", _per_run(table, "localization", {**imp, **data}),
-        _per_run(table, "localization", {"prune.method": "cavity", **data}), greater=True)
-    return out
+def all_claims(table: pd.DataFrame, axes: list[str]) -> list[Claim]:
+    """Claims judged within each context: a combination of the varying fields but seed, method, clone."""
+    others = [a for a in axes if a not in ("seed", "prune.method", "data.gaussian_clone")]
+    if not others:
+        return claims(table)
+    return [c for key, df in table.groupby(others)
+            for c in claims(df, _label(dict(zip(others, key if isinstance(key, tuple) else (key,))), others))]
 
 
 def _img(path: Path) -> str:
@@ -214,7 +227,7 @@ def build_report(sweep_dir: str | Path, n_probe: int = 4096, notes: str = "") ->
              ("cavity_kept_mean", "mean score of kept weights", 0.0),
              ("cavity_removed_frac_positive", "removed: fraction > 0", None)],
             out / "cavity.png", "non-Gaussianity cavity scores of each pruning step (dense -> next)")
-    rows = claims(table[table["layer"] == FIRST])
+    rows = all_claims(table[table["layer"] == FIRST], axes)
     write_json(out / "claims.json", [asdict(c) for c in rows])
     seeds = sorted(table["seed"].unique().tolist())
     header = f"{table['run'].nunique()} runs, seeds {seeds}; varying fields: {', '.join(axes) or 'none'}"
@@ -223,8 +236,9 @@ def build_report(sweep_dir: str | Path, n_probe: int = 4096, notes: str = "") ->
     return out / "report.html"
 
 
-RULE = ("A claim *held* when the predicted difference of seed means exceeds twice its standard error "
-        "over seeds (Welch; at least 2 seeds per arm); *not tested* when the sweep lacks the runs.")
+RULE = ("A claim *held* when the predicted difference of seed means exceeds t x its standard error over seeds "
+        "(95% two-sided Student-t, Welch degrees of freedom; at least 2 seeds per arm); *not tested* when the sweep "
+        "lacks the runs. A = first arm, B = second arm or constant.")
 
 
 def _write_markdown(path: Path, rows: list[Claim], figs: dict[str, Path], header: str, notes: str) -> None:
