@@ -105,7 +105,9 @@ class PruneConfig(_Strict):
         "imp", description="imp: iterative magnitude; oneshot: magnitude of the dense trained net; random; "
         "cavity: remove weights whose removal most raises non-Gaussianity")
     fraction: float = Field(0.2, gt=0, lt=1, description="(fraction of remaining weights) removed per round")
-    scope: Literal["layerwise", "global"] = Field("layerwise", description="threshold per layer or across layers")
+    scope: Literal["layerwise", "global"] = Field(
+        "layerwise", description="threshold per layer or across layers (global: every method matches IMP's overall "
+        "density per round, but each picks its own split across layers)")
     layers: tuple[int, ...] | None = Field(
         None, description="(layer indices, 0 = first) prunable layers; default: all but the readout")
     rewind: Literal["init", "step", "none"] = Field(
