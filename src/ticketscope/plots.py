@@ -61,38 +61,56 @@ def density_axis(ax: plt.Axes) -> None:
 
 
 def _as_images(w: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """(K, D) rows -> (K, H, W) images; channels averaged, 1D rows as 1 x L strips."""
+    """(K, D) rows -> (K, H, W) images; channels averaged."""
     if len(shape) == 3:
         return w.reshape(len(w), *shape).mean(axis=1)
-    if len(shape) == 1:
-        return w.reshape(len(w), 1, shape[0])
     return w.reshape(len(w), *shape)
+
+
+def _rf_1d(ax: plt.Axes, w: np.ndarray, m: np.ndarray) -> None:
+    """A 1D receptive field: signed bars by position, kept connections ticked along the bottom."""
+    x = np.arange(len(w))
+    v = float(np.abs(w).max()) or 1.0
+    ax.bar(x, w, width=1.0, color=np.where(w >= 0, "#c0392b", "#2e6fb5"))
+    ax.plot(x[m > 0], np.full(int((m > 0).sum()), -1.1 * v), "|", color="k", ms=4)
+    ax.set_ylim(-1.2 * v, 1.05 * v)
+    ax.set_xlim(-0.5, len(w) - 0.5)
 
 
 def rf_grid(panels: Sequence[tuple[str, np.ndarray, np.ndarray, Sequence[str]]], shape: tuple[int, ...],
             path: str | Path, title: str = "") -> Path:
     """Receptive fields: for each panel (row label, weights (k, D), masks (k, D), unit captions),
-    one row of weight images (signed colormap, symmetric per unit) and one of their masks."""
+    images: one row of weights (signed colormap, symmetric per unit) and one of their masks;
+    1D inputs: one row of signed bar plots with the kept connections ticked."""
     k = max(len(p[1]) for p in panels)
-    fig, axes = plt.subplots(2 * len(panels), k, figsize=(1.3 * k, 2.7 * len(panels)), squeeze=False)
+    one_d = len(shape) == 1
+    per = 1 if one_d else 2
+    fig, axes = plt.subplots(per * len(panels), k, figsize=(1.6 * k, (1.3 if one_d else 2.7) * len(panels)),
+                             squeeze=False)
     for row, (label, w, m, captions) in enumerate(panels):
-        wi, mi = _as_images(w, shape), _as_images(m, shape)
         for j in range(k):
-            a_w, a_m = axes[2 * row, j], axes[2 * row + 1, j]
-            for a in (a_w, a_m):
+            cell = axes[per * row:per * row + per, j]
+            for a in cell:
                 a.set_xticks([])
                 a.set_yticks([])
+                if j >= len(w):
+                    a.axis("off")
             if j >= len(w):
-                a_w.axis("off")
-                a_m.axis("off")
                 continue
-            v = float(np.abs(wi[j]).max()) or 1.0
-            a_w.imshow(wi[j], cmap="RdBu_r", vmin=-v, vmax=v, aspect="auto" if len(shape) == 1 else "equal")
-            a_m.imshow(mi[j], cmap="gray_r", vmin=0, vmax=1, aspect="auto" if len(shape) == 1 else "equal")
-            a_w.set_title(captions[j], fontsize=7)
-        axes[2 * row, 0].set_ylabel(f"{label}\nweights", fontsize=8)
-        axes[2 * row + 1, 0].set_ylabel("mask", fontsize=8)
-    fig.suptitle(title + "\n(red +, blue -; mask: black = kept)", fontsize=9)
+            if one_d:
+                _rf_1d(cell[0], w[j], m[j])
+            else:
+                wi, mi = _as_images(w[j:j + 1], shape)[0], _as_images(m[j:j + 1], shape)[0]
+                v = float(np.abs(wi).max()) or 1.0
+                cell[0].imshow(wi, cmap="RdBu_r", vmin=-v, vmax=v)
+                cell[1].imshow(mi, cmap="gray_r", vmin=0, vmax=1)
+            cell[0].set_title(captions[j], fontsize=7)
+        axes[per * row, 0].set_ylabel(label if one_d else f"{label}\nweights", fontsize=7)
+        if not one_d:
+            axes[per * row + 1, 0].set_ylabel("mask", fontsize=7)
+    legend = "red +, blue -; ticks: kept connections" if one_d else "red +, blue -; mask: black = kept"
+    fig.suptitle(f"{title}\n({legend})", fontsize=9)
+    fig.tight_layout()
     return save(fig, path)
 
 
