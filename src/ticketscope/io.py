@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import io
 import json
 import os
 import tempfile
@@ -13,7 +14,6 @@ from typing import Any, Iterator
 
 import pandas as pd
 import torch
-from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
@@ -79,22 +79,15 @@ def load_tensors(path: str | Path, sha256: str | None = None) -> dict[str, torch
         )
     try:
         return st_load(data)
-    except (SafetensorError, Exception) as e:  # safetensors raises several types on bad bytes
+    except Exception as e:  # safetensors raises several types (SafetensorError, ValueError, ...) on bad bytes
         raise TicketscopeError(f"corrupt checkpoint {path}: {e}") from None
 
 
 def write_table(path: str | Path, df: pd.DataFrame) -> None:
     """Atomically write a tidy table as Parquet."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        df.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    buf = io.BytesIO()
+    df.to_parquet(buf, index=False)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 @contextmanager

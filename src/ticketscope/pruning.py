@@ -88,7 +88,7 @@ def one_shot(weights: Tensors, masks: Tensors, ctx: PruneContext) -> Tensors:
 
 
 @register("random")
-def random(weights: Tensors, masks: Tensors, ctx: PruneContext) -> Tensors:
+def uniform_random(weights: Tensors, masks: Tensors, ctx: PruneContext) -> Tensors:
     """Uniform random pruning; the scores are fixed per run, so masks are nested over rounds."""
     scores = {n: torch.rand(w.shape, generator=generator(ctx.seed, "random-prune", n)).to(w.device)
               for n, w in weights.items()}

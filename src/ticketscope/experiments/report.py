@@ -78,10 +78,11 @@ def condition_curves(table: pd.DataFrame, axes: list[str], measures: list[tuple[
         for key, df in table.groupby(conds, dropna=False) if conds else [((), table)]:
             key = key if isinstance(key, tuple) else (key,)
             label = _label(dict(zip(conds, key)), conds)
-            agg = plots.mean_ci(df.assign(x=df.groupby("round")["density"].transform("mean")), "x", col, ["round"])
+            df = df.assign(x=df.groupby("round")["density"].transform("mean"))  # the round's density, over seeds
+            agg = plots.mean_ci(df, "x", col, ["round"])
             plots.curve(ax, agg, "x", label)
             if isinstance(null, str):
-                nagg = plots.mean_ci(df.assign(x=df.groupby("round")["density"].transform("mean")), "x", null, ["round"])
+                nagg = plots.mean_ci(df, "x", null, ["round"])
                 ax.plot(nagg["x"], nagg["mean"], ls="--", lw=0.8, color=ax.lines[-1].get_color())
         if isinstance(null, (int, float)):
             ax.axhline(null, color="k", ls=":", lw=1)
@@ -244,7 +245,8 @@ RULE = ("A claim *held* when the predicted difference of seed means exceeds t x 
 def _write_markdown(path: Path, rows: list[Claim], figs: dict[str, Path], header: str, notes: str) -> None:
     lines = ["# ticketscope claims report", "", header, "", RULE, "",
              "| claim | measure | measured (A vs B, mean ± sd over seeds) | seeds | verdict |", "|---|---|---|---|---|"]
-    lines += [f"| {c.claim} | {c.measure} | {c.measured} | {c.seeds} | **{c.verdict}** |" for c in rows]
+    cell = lambda text: text.replace("|", "\\|")  # noqa: E731  (|kappa-3| inside a table cell)
+    lines += [f"| {cell(c.claim)} | {cell(c.measure)} | {cell(c.measured)} | {c.seeds} | **{c.verdict}** |" for c in rows]
     if notes:
         lines += ["", "## How this sweep was chosen", "", notes]
     for title, fig in figs.items():
