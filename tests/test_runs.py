@@ -116,11 +116,12 @@ def test_online_training_and_stop_conditions(tmp_path):
     assert "min_connected" in reason and len(table) < 31
 
 
-def test_kill_and_resume_is_bit_identical(tmp_path):
-    cfg = merge(TINY, {"train": {"steps": 150}, "prune": {"rounds": 4}})
+@pytest.mark.parametrize("method", ["imp", "cavity"])
+def test_kill_and_resume_is_bit_identical(tmp_path, method):
+    update = {"train": {"steps": 150}, "prune": {"rounds": 4, "method": method, "n_probe": 512}}
     path = tmp_path / "cfg.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    _, ref = _run(tmp_path, "ref", {"train": {"steps": 150}, "prune": {"rounds": 4}})
+    path.write_text(yaml.safe_dump(merge(TINY, update)))
+    _, ref = _run(tmp_path, "ref", update)
     killed = tmp_path / "killed"
     cmd = [sys.executable, "-m", "ticketscope.cli", "run", str(path), "--out", str(killed), "--quiet"]
     proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONPATH": "src"})
