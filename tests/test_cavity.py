@@ -52,12 +52,8 @@ def random_data(seed: int = 0) -> torch.Tensor:
 
 def sign_like_data(seed: int = 0) -> torch.Tensor:
     """NLGP inputs at high gain (nearly sign(z): sub-Gaussian, sharp edges), float32 as the task gives."""
-    try:
-        from ticketscope.data import NLGPTask
-    except ImportError:  # the data module is optional for this test: sign of torus-smoothed noise
-        g = torch.Generator().manual_seed(seed)
-        z = torch.fft.irfft(torch.fft.rfft(torch.randn(N, 12, generator=g)) * torch.exp(-torch.arange(7.0) / 2), n=12)
-        return torch.sign(z).float()
+    from ticketscope.data import NLGPTask
+
     return NLGPTask(L=12, dim=1, xis=(1.0, 3.0), gain=20.0).train(N, seed=seed)[0]
 
 
@@ -209,7 +205,8 @@ def test_analysis_rejects_revived_weights() -> None:
 
 
 def test_end_to_end_on_nlgp() -> None:
-    """Scores from cavity_scores feed the analysis: every surviving weight is classified."""
+    """Scores from cavity_scores feed the analysis: every surviving weight is classified, and each group's
+    summary equals numpy's on the scores at the group's positions (exact up to summation order: 1e-12)."""
     X = sign_like_data()
     W, mask_now, mask_next = pruning_step()
     W, mask_now, mask_next = W[:, :12], mask_now[:, :12], mask_next[:, :12]
@@ -217,3 +214,43 @@ def test_end_to_end_on_nlgp() -> None:
     result = cavity_analysis(scores, W, mask_now, mask_next)
     total = result.removed.count + result.removed.undefined + result.kept.count + result.kept.undefined
     assert total == int(mask_now.sum())
+    s, now, nxt = scores.numpy(), mask_now.bool().numpy(), mask_next.bool().numpy()
+    for name, where in (("removed", now & ~nxt), ("kept", nxt)):
+        v = s[where][np.isfinite(s[where])]
+        summary = getattr(result, name)
+        assert summary.count == len(v) and summary.mean == pytest.approx(v.mean(), rel=1e-12)
+        assert summary.median == pytest.approx(np.median(v), rel=1e-12)
+        assert summary.frac_positive == pytest.approx((v > 0).mean(), rel=1e-12)
+
+
+def test_class_cavity_scores_match_brute_force_per_class_pooling():
+    """Zero one weight, recompute the class-pooled |kappa - 3| (scipy per class, frequencies n_c / n over the
+    classes present): equal to 1e-8 relative. Class 2 is absent and must not enter the pooling; pruned
+    weights score exactly 0."""
+    from scipy import stats
+
+    from ticketscope.metrics import class_cavity_scores
+
+    g = torch.Generator().manual_seed(4)
+    n, D, K = 1500, 9, 4
+    y = (torch.arange(n) % 5 > 1).long()  # classes 0 (600) and 1 (900)
+    X = torch.randn(n, D, generator=g, dtype=torch.float64) * (1 + y[:, None]) + torch.sign(torch.randn(n, D, generator=g))
+    W = torch.randn(K, D, generator=g, dtype=torch.float64)
+    W[1, :3] = 0.0
+
+    def pooled(w: np.ndarray) -> float:
+        h = X.numpy() @ w
+        return sum(np.mean(y.numpy() == c) * abs(stats.kurtosis(h[y.numpy() == c], fisher=False) - 3) for c in (0, 1))
+
+    ref = np.zeros((K, D))
+    for i in range(K):
+        base = pooled(W[i].numpy())
+        for j in range(D):
+            w = W[i].numpy().copy()
+            w[j] = 0.0
+            ref[i, j] = pooled(w) - base
+    scores = class_cavity_scores(W, X, y, num_classes=3)
+    np.testing.assert_allclose(scores.numpy(), ref, rtol=1e-8, atol=1e-12)
+    assert (scores[1, :3] == 0).all()
+    mixture = cavity_scores(W, X, kind="nongaussianity")  # the mixture form differs: classes of different scale
+    assert np.abs(mixture.numpy() - ref).max() > 10 * np.abs(ref).max() * 1e-3

@@ -4,10 +4,12 @@
 
 * ``units.parquet``   one row per (round, layer, unit): in-degree, IPR and its sparsity-matched
   Gaussian null, spatial localization (first layer), kurtosis kappa over the probe set, pooled
-  over classes and per class, and |kappa - 3|;
+  over classes and per class, |kappa - 3| per class and pooled (``ng_pooled``), its
+  sparsity-matched null (``ng_null``: the same weights at random positions) and the excess
+  ``ng_excess = ng_pooled - ng_null``;
 * ``rounds.parquet``  one row per (round, layer): density, accuracy and the means over connected
   units of the above, plus the cavity analysis of the next round's pruning step;
-* ``cavity.parquet``  cavity scores (non-Gaussianity form) of the weights the next round removes,
+* ``cavity.parquet``  per-class cavity scores (change of the class-pooled |kappa - 3|) of the weights the next round removes,
   keeps, and of random survivors (subsampled) for histograms;
 * figures: ``rf_grid.png``, ``localization.png``, ``kurtosis.png``, ``cavity.png``, ``connectivity.png``.
 """
@@ -27,12 +29,13 @@ from .config import RunConfig, load_config
 from .data import Dataset, make_dataset
 from .errors import TicketscopeError
 from .io import read_json, write_json, write_table
-from .metrics import (cavity_analysis, cavity_groups, cavity_scores, class_kurtosis, displacement_histogram,
-                      in_degree_histogram, ipr, ipr_null, nongaussianity, spatial_localization)
+from .metrics import (cavity_analysis, cavity_groups, class_cavity_scores, class_kurtosis, displacement_histogram,
+                      in_degree_histogram, ipr, ipr_null, nongaussianity, nongaussianity_null, spatial_localization)
 from .models import FCN
 from .runs import completed_rounds, load_round_file, prunable_layers, resolve_device
 from .seeding import derive_seed
 
+ANALYSIS_VERSION = 2  # bump when a stored measure changes: older analyses are then recomputed
 SAMPLES_PER_GROUP = 2000  # cavity scores kept per (round, layer, group) for histograms
 
 
@@ -41,28 +44,30 @@ def _layer_index(name: str) -> int:
 
 
 def unit_measures(W: torch.Tensor, inputs: torch.Tensor, y: torch.Tensor, ds: Dataset, first: bool,
-                  num_classes: int) -> pd.DataFrame:
+                  num_classes: int, seed: int = 0) -> pd.DataFrame:
     """Per-unit measures of one layer with incoming weights W (K, D) on its probe inputs (n, D)."""
-    H = inputs.double() @ W.double().T
-    ck = class_kurtosis(H, y, num_classes)
+    W = W.double()
+    ck = class_kurtosis(inputs.double() @ W.T, y, num_classes)
+    null = nongaussianity_null(W, inputs, y, num_classes, seed=seed)
     cols: dict[str, Any] = {
         "unit": np.arange(len(W)),
         "in_degree": (W != 0).sum(1).cpu().numpy(),
-        "ipr": ipr(W.double()).cpu().numpy(),
-        "ipr_null": ipr_null(W.double(), kind="gaussian").cpu().numpy(),
+        "ipr": ipr(W).cpu().numpy(),
+        "ipr_null": ipr_null(W).cpu().numpy(),
         "kappa": ck.overall.cpu().numpy(),
         "kappa_pooled": ck.pooled.cpu().numpy(),
+        "ng": nongaussianity(ck.overall).cpu().numpy(),
+        "ng_pooled": ck.ng_pooled.cpu().numpy(),
+        "ng_null": null.pooled.cpu().numpy(),
     }
-    cols["localization"] = (spatial_localization(W.double(), ds.input_shape, ds.torus).cpu().numpy()
+    cols["ng_excess"] = cols["ng_pooled"] - cols["ng_null"]
+    cols["localization"] = (spatial_localization(W, ds.input_shape, ds.torus).cpu().numpy()
                             if first else np.full(len(W), np.nan))
     ng_class = nongaussianity(ck.per_class)  # (C, K): |kappa_c - 3|, NaN where undefined
     for c in range(num_classes):
         cols[f"kappa_class{c}"] = ck.per_class[c].cpu().numpy()
         cols[f"ng_class{c}"] = ng_class[c].cpu().numpy()
-    f = (ck.class_counts.double() / ck.class_counts.sum())[:, None] * ng_class.isfinite()
-    cols["ng"] = nongaussianity(ck.overall).cpu().numpy()
-    # |kappa_c - 3| pooled over classes (weights n_c / n): a sub- and a super-Gaussian class never cancel
-    cols["ng_pooled"] = ((f * ng_class.nan_to_num()).sum(0) / f.sum(0)).cpu().numpy()
+        cols[f"ng_null_class{c}"] = null.per_class[c].cpu().numpy()
     return pd.DataFrame(cols)
 
 
@@ -81,6 +86,10 @@ def _cavity_rows(scores: torch.Tensor, W: torch.Tensor, mask: torch.Tensor, mask
     return stats, pd.concat(samples, ignore_index=True)
 
 
+def _stamp_matches(stored: dict[str, Any], stamp: dict[str, Any]) -> bool:
+    return all(stored.get(k) == v for k, v in stamp.items())
+
+
 def analyze_run(run_dir: str | Path, n_probe: int = 4096, figures: bool = True, force: bool = False) -> Path:
     """Measure every completed round of the run in ``run_dir``; return the analysis folder."""
     run = Path(run_dir)
@@ -90,9 +99,9 @@ def analyze_run(run_dir: str | Path, n_probe: int = 4096, figures: bool = True, 
     done = completed_rounds(run)
     if not done:
         raise TicketscopeError(f"{run} has no completed round yet; run `ticketscope run` first")
-    stamp = {"rounds": len(done), "n_probe": n_probe}
+    stamp = {"rounds": len(done), "n_probe": n_probe, "version": ANALYSIS_VERSION}
     tables = [out / f"{t}.parquet" for t in ("units", "rounds", "cavity")]
-    if (not force and (out / "analysis.json").exists() and read_json(out / "analysis.json") == stamp
+    if (not force and (out / "analysis.json").exists() and _stamp_matches(read_json(out / "analysis.json"), stamp)
             and all(t.exists() for t in tables)):
         return out
     cfg = load_config(run / "config.yaml")
@@ -110,21 +119,24 @@ def analyze_run(run_dir: str | Path, n_probe: int = 4096, figures: bool = True, 
         for name in prunable_layers(cfg):
             i = _layer_index(name)
             W, mask = state[f"{name}.weight"].to(device), state[f"{name}.mask"].to(device)
-            u = unit_measures(W, inputs[i], y, ds, first=i == 0, num_classes=ds.num_classes)
+            u = unit_measures(W, inputs[i], y, ds, first=i == 0, num_classes=ds.num_classes,
+                              seed=derive_seed(cfg.seed, "ng-null", r, name))
             u.insert(0, "layer", name)
             u.insert(0, "round", r)
             units.append(u)
             alive = u[u["in_degree"] > 0]
             row = {"round": r, "layer": name, "density": summary["layer_density"][name],
                    "test_accuracy": summary["test_accuracy"], "connected": len(alive) / len(u)}
-            per_class = [f"{k}_class{c}" for k in ("kappa", "ng") for c in range(ds.num_classes)]
-            for col in ("ipr", "ipr_null", "localization", "kappa", "kappa_pooled", "ng", "ng_pooled", *per_class):
+            per_class = [f"{k}_class{c}" for k in ("kappa", "ng", "ng_null") for c in range(ds.num_classes)]
+            for col in ("ipr", "ipr_null", "localization", "kappa", "kappa_pooled", "ng", "ng_pooled", "ng_null",
+                        "ng_excess", *per_class):
                 row[col] = float(alive[col].mean()) if alive[col].notna().any() else np.nan
             if r + 1 < len(done):
-                scores = cavity_scores(W.double(), inputs[i].double(), kind="nongaussianity")
+                scores = class_cavity_scores(W.double(), inputs[i].double(), y, ds.num_classes)
                 stats, samples = _cavity_rows(scores, W, mask, states[r + 1][f"{name}.mask"].to(device),
                                               derive_seed(cfg.seed, "cavity", r))
                 row.update(stats)
+                row["cavity_removed_minus_random"] = stats["cavity_removed_mean"] - stats["cavity_random_mean"]
                 samples.insert(0, "layer", name)
                 samples.insert(0, "round", r)
                 cavity.append(samples)
@@ -137,7 +149,7 @@ def analyze_run(run_dir: str | Path, n_probe: int = 4096, figures: bool = True, 
     write_table(out / "cavity.parquet", cavity_df)
     if figures:
         write_figures(cfg, ds, states, units_df, rounds_df, cavity_df, out)
-    write_json(out / "analysis.json", stamp)
+    write_json(out / "analysis.json", {**stamp, "input_shape": list(ds.input_shape), "torus": ds.torus})
     return out
 
 
@@ -146,18 +158,20 @@ def write_figures(cfg: RunConfig, ds: Dataset, states: list[dict[str, torch.Tens
     """The run's figures (first layer for RFs and connectivity; every pruned layer for curves)."""
     first = prunable_layers(cfg)[0]
     label = f"{ds.name}, {cfg.prune.method}, seed {cfg.seed}"
-    rf_figure(states, units, first, ds.input_shape, out / "rf_grid.png", label)
     plots.round_curves(rounds, out / "localization.png", [("ipr", "IPR"), ("localization", "spatial localization")],
                        nulls={"ipr": "ipr_null", "localization": 1.0}, title=label)
-    kappa_cols = [("kappa", "kappa (whole probe set)"), ("kappa_pooled", "kappa (per class, pooled)"),
-                  ("ng_pooled", "|kappa - 3| (per class, pooled)")]
+    kappa_cols = [("kappa_pooled", "kappa (per class, pooled)"),
+                  ("ng_pooled", "|kappa - 3| (per class, pooled)\ndashed: same weights at random positions"),
+                  ("ng_excess", "excess |kappa - 3| over that null")]
     classes = range(ds.num_classes)
-    plots.round_curves(rounds, out / "kurtosis.png", kappa_cols, nulls={"kappa": 3.0, "kappa_pooled": 3.0},
+    plots.round_curves(rounds, out / "kurtosis.png", kappa_cols,
+                       nulls={"kappa_pooled": 3.0, "ng_pooled": "ng_null", "ng_excess": 0.0},
                        extra={"kappa_pooled": [f"kappa_class{c}" for c in classes],
                               "ng_pooled": [f"ng_class{c}" for c in classes]}, title=label)
     if len(cavity):
         plots.cavity_histograms(cavity[cavity["layer"] == first], out / "cavity.png", title=f"{label}, {first}")
-    if ds.input_shape and first == "layers.0":
+    if first == "layers.0":  # receptive fields live in input space: only for a pruned first layer
+        rf_figure(states, units, first, ds.input_shape, out / "rf_grid.png", label)
         mask = states[-1][f"{first}.mask"]
         plots.connectivity(displacement_histogram(mask, ds.input_shape, ds.torus), in_degree_histogram(mask),
                            out / "connectivity.png", title=f"{label}, sparsest round")
@@ -170,23 +184,27 @@ def ranked_units(units: pd.DataFrame, layer: str, rnd: int) -> np.ndarray:
 
 
 def rf_panels(states: dict[int, dict[str, torch.Tensor]], units: pd.DataFrame, layer: str, idx: np.ndarray,
-              label: str) -> list[tuple[str, np.ndarray, np.ndarray, list[str]]]:
+              label: str, shape: tuple[int, ...]) -> list[plots.RFPanel]:
     """:func:`plots.rf_grid` panels of units ``idx``: weights and masks at each round of ``states``."""
     panels = []
     for r, state in sorted(states.items()):
         pick = torch.as_tensor(idx, dtype=torch.long)
         loc = units[(units["round"] == r) & (units["layer"] == layer)].set_index("unit")["localization"]
-        panels.append((f"{label}\nround {r}", state[f"{layer}.weight"][pick].numpy(),
-                       state[f"{layer}.mask"][pick].numpy(), [f"#{j} loc {loc[j]:.2f}" for j in idx]))
+        panels.append(plots.RFPanel(f"{label}\nround {r}", state[f"{layer}.weight"][pick].numpy(),
+                                    state[f"{layer}.mask"][pick].numpy(), [f"#{j} loc {loc[j]:.2f}" for j in idx],
+                                    shape))
     return panels
 
 
 def rf_figure(states: list[dict[str, torch.Tensor]], units: pd.DataFrame, layer: str, shape: tuple[int, ...],
-              path: Path, label: str, k: int = 8) -> Path:
-    """Most and least localized units of the sparsest round, shown at the dense and sparsest rounds."""
+              path: Path, label: str, k: int = 8) -> Path | None:
+    """Most and least localized units of the sparsest round, shown at the dense and sparsest rounds
+    (nothing when no unit has the two connections a localization needs)."""
     last = len(states) - 1
     order = ranked_units(units, layer, last)
+    if not len(order):
+        return None
     ends = {0: states[0], last: states[last]}
-    panels = [*rf_panels(ends, units, layer, order[:k], "most localized"),
-              *rf_panels(ends, units, layer, order[::-1][:k].copy(), "least localized")]
-    return plots.rf_grid(panels, shape, path, title=f"first-layer receptive fields: {label}")
+    panels = [*rf_panels(ends, units, layer, order[:k], "most localized", shape),
+              *rf_panels(ends, units, layer, order[::-1][:k].copy(), "least localized", shape)]
+    return plots.rf_grid(panels, path, title=f"first-layer receptive fields: {label}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -16,6 +17,8 @@ import pandas as pd  # noqa: E402
 from scipy import stats  # noqa: E402
 
 from .io import atomic_write_bytes  # noqa: E402
+
+_SIGNED = matplotlib.colormaps["RdBu_r"].with_extremes(bad="0.82")  # masked (pruned) pixels in grey
 
 
 def save(fig: plt.Figure, path: str | Path, dpi: int = 120) -> Path:
@@ -43,11 +46,34 @@ def mean_ci(df: pd.DataFrame, x: str, y: str, by: Sequence[str] = (), level: flo
     return out.reset_index().sort_values(keys)
 
 
+METHOD_COLOURS = {"imp": "#1f5fa8", "oneshot": "#d9822b", "random": "#7a7a7a", "cavity": "#2a9d55"}
+"""One visual code in every sweep figure: colour = pruning method, line style = data vs Gaussian clone."""
+
+
+def condition_style(method: str, clone: bool) -> dict[str, object]:
+    """Colour by pruning method (other methods: matplotlib's cycle), solid data, dashed clone."""
+    colour = METHOD_COLOURS.get(method) or f"C{4 + sum(map(ord, method)) % 6}"  # a registered rule of a user
+    return {"color": colour, "ls": "--" if clone else "-", "label": f"{method}, {'clone' if clone else 'data'}"}
+
+
 def curve(ax: plt.Axes, agg: pd.DataFrame, x: str, label: str, **kw: object) -> None:
     """A mean curve with its shaded interval (from :func:`mean_ci`)."""
     (line,) = ax.plot(agg[x], agg["mean"], marker="o", ms=3, label=label, **kw)
     if (agg["hi"] > agg["lo"]).any():
-        ax.fill_between(agg[x], agg["lo"], agg["hi"], color=line.get_color(), alpha=0.2, lw=0)
+        ax.fill_between(agg[x], agg["lo"], agg["hi"], color=line.get_color(), alpha=0.15, lw=0)
+
+
+def legend_below(fig: plt.Figure, axes: np.ndarray) -> None:
+    """One legend for the whole figure, under the panels (never over the data)."""
+    handles, labels = {}, []
+    for ax in np.ravel(axes):
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if lab not in handles:
+                handles[lab] = h
+                labels.append(lab)
+    fig.tight_layout(rect=(0, 0.06 + 0.02 * (len(labels) > 4), 1, 0.95))
+    fig.legend([handles[lab] for lab in labels], labels, loc="lower center", ncol=min(len(labels), 4), fontsize=8,
+               frameon=False)
 
 
 def density_axis(ax: plt.Axes) -> None:
@@ -77,40 +103,44 @@ def _rf_1d(ax: plt.Axes, w: np.ndarray, m: np.ndarray) -> None:
     ax.set_xlim(-0.5, len(w) - 0.5)
 
 
-def rf_grid(panels: Sequence[tuple[str, np.ndarray, np.ndarray, Sequence[str]]], shape: tuple[int, ...],
-            path: str | Path, title: str = "") -> Path:
-    """Receptive fields: for each panel (row label, weights (k, D), masks (k, D), unit captions),
-    images: one row of weights (signed colormap, symmetric per unit) and one of their masks;
-    1D inputs: one row of signed bar plots with the kept connections ticked."""
-    k = max(len(p[1]) for p in panels)
-    one_d = len(shape) == 1
-    per = 1 if one_d else 2
-    fig, axes = plt.subplots(per * len(panels), k, figsize=(1.6 * k, (1.3 if one_d else 2.7) * len(panels)),
-                             squeeze=False)
-    for row, (label, w, m, captions) in enumerate(panels):
-        for j in range(k):
-            cell = axes[per * row:per * row + per, j]
-            for a in cell:
-                a.set_xticks([])
-                a.set_yticks([])
-                if j >= len(w):
-                    a.axis("off")
-            if j >= len(w):
+@dataclass(frozen=True)
+class RFPanel:
+    """One row of an RF grid: a label, k units' weights and masks (k, D), a caption per unit, the input shape."""
+
+    label: str
+    weights: np.ndarray
+    masks: np.ndarray
+    captions: Sequence[str]
+    shape: tuple[int, ...]
+
+
+def rf_grid(panels: Sequence[RFPanel], path: str | Path, title: str = "") -> Path:
+    """Receptive fields, a row per panel with its label on the left. Images (2D inputs): each unit's
+    weights (signed colormap, symmetric per unit) with the pruned pixels greyed out; 1D inputs:
+    signed bar plots with the kept connections ticked."""
+    k = max(len(p.weights) for p in panels)
+    fig, axes = plt.subplots(len(panels), k + 1, figsize=(1.5 * k + 1.8, 1.75 * len(panels)), squeeze=False,
+                             gridspec_kw={"width_ratios": [1.2] + [1] * k})
+    for row, p in enumerate(panels):
+        axes[row, 0].axis("off")
+        axes[row, 0].text(1.0, 0.5, p.label, ha="right", va="center", fontsize=7, transform=axes[row, 0].transAxes)
+        for j, ax in enumerate(axes[row, 1:]):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j >= len(p.weights):
+                ax.axis("off")
                 continue
-            if one_d:
-                _rf_1d(cell[0], w[j], m[j])
+            if len(p.shape) == 1:
+                _rf_1d(ax, p.weights[j], p.masks[j])
             else:
-                wi, mi = _as_images(w[j:j + 1], shape)[0], _as_images(m[j:j + 1], shape)[0]
+                wi, mi = _as_images(p.weights[j:j + 1], p.shape)[0], _as_images(p.masks[j:j + 1], p.shape)[0]
                 v = float(np.abs(wi).max()) or 1.0
-                cell[0].imshow(wi, cmap="RdBu_r", vmin=-v, vmax=v)
-                cell[1].imshow(mi, cmap="gray_r", vmin=0, vmax=1)
-            cell[0].set_title(captions[j], fontsize=7)
-        axes[per * row, 0].set_ylabel(label if one_d else f"{label}\nweights", fontsize=7)
-        if not one_d:
-            axes[per * row + 1, 0].set_ylabel("mask", fontsize=7)
-    legend = "red +, blue -; ticks: kept connections" if one_d else "red +, blue -; mask: black = kept"
+                ax.imshow(np.ma.masked_where(mi == 0, wi), cmap=_SIGNED, vmin=-v, vmax=v, interpolation="nearest")
+            ax.set_title(p.captions[j], fontsize=6, pad=2)
+    legend = ("red +, blue -; ticks: kept connections" if len(panels[0].shape) == 1
+              else "red +, blue -; grey: pruned pixels")
     fig.suptitle(f"{title}\n({legend})", fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(h_pad=0.6, w_pad=0.3)
     return save(fig, path)
 
 
@@ -161,7 +191,7 @@ def cavity_histograms(cavity: pd.DataFrame, path: str | Path, title: str = "", m
                         label=f"{group} (mean {s.mean():.2g}, {100 * (s > 0).mean():.0f}% > 0)")
         ax.axvline(0, color="k", lw=0.8)
         ax.set_title(f"round {r} -> {r + 1}", fontsize=8)
-        ax.set_xlabel("cavity score  |k'-3| - |k-3|")
+        ax.set_xlabel("per-class cavity score (change of pooled |kappa-3|)", fontsize=7)
         ax.legend(fontsize=6)
     fig.suptitle(title + "\npositive: removing the weight raises non-Gaussianity", fontsize=9)
     fig.tight_layout()

@@ -31,6 +31,7 @@ class PruneContext:
     seed: int
     dense_weights: Tensors = field(default_factory=dict)  # round-0 trained weights (one-shot)
     layer_inputs: Tensors = field(default_factory=dict)  # probe inputs each layer sees (cavity)
+    probe_labels: torch.Tensor | None = None  # class of each probe input (per-class cavity scores)
     cavity_mix: float = 1.0
 
 
@@ -105,15 +106,16 @@ def cavity(weights: Tensors, masks: Tensors, ctx: PruneContext) -> Tensors:
     """Cavity pruning: remove the weights whose single removal most raises |kappa - 3|.
 
     keep score = (1 - mix) z(|w|) - mix z(Delta_ng), z standardizing over a layer's survivors,
-    Delta_ng the non-Gaussianity cavity score of :func:`ticketscope.metrics.cavity_scores`
+    Delta_ng the per-class non-Gaussianity cavity score of
+    :func:`ticketscope.metrics.class_cavity_scores` (the change of the class-pooled |kappa - 3|)
     on the probe inputs the layer sees.
     """
-    from .metrics import cavity_scores
+    from .metrics import class_cavity_scores
 
     scores = {}
     for n, w in weights.items():
         alive = masks[n].bool()
-        ng = cavity_scores(w.double(), ctx.layer_inputs[n].double(), kind="nongaussianity")
+        ng = class_cavity_scores(w.double(), ctx.layer_inputs[n].double(), ctx.probe_labels)
         ng = torch.nan_to_num(ng, nan=0.0).to(w.device)
         scores[n] = (1 - ctx.cavity_mix) * _zscore(w.abs().double(), alive) - ctx.cavity_mix * _zscore(ng, alive)
     return keep_top(scores, masks, ctx)

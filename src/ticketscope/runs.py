@@ -82,10 +82,10 @@ class RunData:
             train_eval = (X[: cfg.train.n_eval_train], y[: cfg.train.n_eval_train])
         return cls(ds, batches, train_eval, to(ds.test(cfg.data.n_test, seed=train_seed)))
 
-    def probe(self, cfg: RunConfig, device: torch.device) -> torch.Tensor:
-        """Training inputs the cavity rule measures on (never the test set)."""
-        X, _ = self.dataset.train(cfg.prune.n_probe, seed=derive_seed(cfg.seed, "probe"))
-        return X.to(device)
+    def probe(self, cfg: RunConfig, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training inputs and labels the cavity rule measures on (never the test set)."""
+        X, y = self.dataset.train(cfg.prune.n_probe, seed=derive_seed(cfg.seed, "probe"))
+        return X.to(device), y.to(device)
 
 
 def _claim_directory(out: Path, cfg: RunConfig) -> None:
@@ -213,8 +213,9 @@ def _next_masks(cfg: RunConfig, model: FCN, data: RunData, out: Path, done: list
     if cfg.prune.method == "cavity":
         model.load_state_dict(last)
         model.eval()
+        X, ctx.probe_labels = data.probe(cfg, device)
         with torch.no_grad():
-            inputs = model.layer_inputs(data.probe(cfg, device))
+            inputs = model.layer_inputs(X)
         ctx.layer_inputs = {n: inputs[int(n.split(".")[1])] for n in prunable}
     return RULES[cfg.prune.method](weights, masks, ctx)
 

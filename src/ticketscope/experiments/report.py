@@ -2,15 +2,14 @@
 
 ``build_report(DIR)`` reads ``DIR/runs/*/`` (each run's config, metrics and analysis), groups
 runs by every varying config field but the seed ("conditions"), and writes ``DIR/report/``:
-``table.parquet`` (the joined tidy table), the figures, ``claims.json``, and ``report.html``
-(self-contained, figures embedded) with its Markdown twin ``report.md``.
+``table.parquet`` (the joined tidy table), the figures, ``claims.json``, ``report.md`` and its
+rendering ``report.html`` (self-contained, figures embedded).
 
-A claim *holds* only when the difference it predicts, between seed means, is in the predicted
-direction and exceeds t * SE: SE its standard error over seeds, t the 97.5% Student-t quantile
-(Welch's degrees of freedom; a one-sample t for a difference from a constant), i.e. a 95%
-two-sided test, with at least two seeds on each side; otherwise it *did not hold*; it is *not
-tested* when the sweep lacks the runs it needs. Claims are judged separately within each
-combination of the varying fields other than seed, pruning method and clone ("context").
+Each claim of :data:`CLAIMS` compares two arms seed by seed and is judged by
+:mod:`ticketscope.experiments.stats` (paired t where the arms share seeds, Holm-Bonferroni across
+every row of the report, three-way verdicts against the claim's smallest effect of interest).
+Claims are judged separately within each combination of the varying fields other than seed,
+pruning method and clone ("context").
 """
 
 from __future__ import annotations
@@ -22,18 +21,19 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import markdown
 import pandas as pd
-from scipy import stats
 
 from .. import plots
 from ..analysis import analyze_run, ranked_units, rf_panels
 from ..config import load_config
-from ..data import make_dataset
 from ..errors import TicketscopeError
-from ..io import atomic_write_text, write_json, write_table
-from ..runs import load_round_file, completed_rounds
+from ..io import atomic_write_text, read_json, write_json, write_table
+from ..runs import completed_rounds, load_round_file
+from . import stats
 
 FIRST = "layers.0"
+METHOD, CLONE = "prune.method", "data.gaussian_clone"
 
 
 def _flatten(cfg: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -61,85 +61,141 @@ def collect(sweep_dir: Path, n_probe: int = 4096) -> tuple[pd.DataFrame, list[st
             df[k] = v
         df["run"] = run.name
         frames.append(df)
-    varying = [k for k in fields[0] if k != "name" and len({str(f.get(k)) for f in fields}) > 1]
+    keys = list(dict.fromkeys(k for f in fields for k in f))
+    varying = [k for k in keys if k != "name" and len({str(f.get(k)) for f in fields}) > 1]
     return pd.concat(frames, ignore_index=True), varying
 
 
-def _label(row: pd.Series | dict[str, Any], axes: list[str]) -> str:
-    return ", ".join(f"{a.split('.')[-1]}={row[a]}" for a in axes) or "all runs"
+def _groups(table: pd.DataFrame, by: list[str]) -> list[tuple[dict[str, Any], pd.DataFrame]]:
+    """(values of ``by``, rows) for every combination present, None/NaN values kept as groups."""
+    if not by:
+        return [({}, table)]
+    return [(dict(zip(by, key if isinstance(key, tuple) else (key,))), df)
+            for key, df in table.groupby(by, dropna=False, sort=True)]
+
+
+def _label(values: dict[str, Any]) -> str:
+    """``field=value, ...`` (a config's None, which pandas reads back as NaN, printed as None)."""
+    text = lambda v: "None" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)  # noqa: E731
+    return ", ".join(f"{a.split('.')[-1]}={text(v)}" for a, v in values.items()) or "all runs"
+
+
+def _contexts(axes: list[str]) -> list[str]:
+    return [a for a in axes if a not in ("seed", METHOD, CLONE)]
 
 
 def condition_curves(table: pd.DataFrame, axes: list[str], measures: list[tuple[str, str, Any]],
                      path: Path, title: str) -> Path:
-    """Panels of measures vs density: mean and 95% interval over seeds, a curve per condition."""
-    conds = [a for a in axes if a != "seed"]
-    fig, axs = plots.plt.subplots(1, len(measures), figsize=(4.4 * len(measures), 3.6), squeeze=False)
-    for ax, (col, ylabel, null) in zip(axs[0], measures):
-        for key, df in table.groupby(conds, dropna=False) if conds else [((), table)]:
-            key = key if isinstance(key, tuple) else (key,)
-            label = _label(dict(zip(conds, key)), conds)
-            df = df.assign(x=df.groupby("round")["density"].transform("mean"))  # the round's density, over seeds
-            agg = plots.mean_ci(df, "x", col, ["round"])
-            plots.curve(ax, agg, "x", label)
-            if isinstance(null, str):
-                nagg = plots.mean_ci(df, "x", null, ["round"])
-                ax.plot(nagg["x"], nagg["mean"], ls="--", lw=0.8, color=ax.lines[-1].get_color())
-        if isinstance(null, (int, float)):
-            ax.axhline(null, color="k", ls=":", lw=1)
-        plots.density_axis(ax)
-        ax.set_ylabel(ylabel)
-    axs[0][-1].legend(fontsize=6, loc="best")
+    """Measures vs density, mean and 95% interval over seeds: colour = pruning method, line style =
+    data (solid) or Gaussian clone (dashed); one row of panels per context; legend below the panels.
+
+    A measure's null is a column (thin dotted line in the condition's style) or a constant (grey).
+    """
+    contexts = _groups(table, _contexts(axes))
+    fig, axs = plots.plt.subplots(len(contexts), len(measures), figsize=(4.4 * len(measures), 3.3 * len(contexts)),
+                                  squeeze=False)
+    for row, (ctx, ctx_df) in enumerate(contexts):
+        for ax, (col, ylabel, null) in zip(axs[row], measures):
+            for cond, df in _groups(ctx_df, [a for a in (METHOD, CLONE) if a in ctx_df]):
+                style = plots.condition_style(cond.get(METHOD, "imp"), bool(cond.get(CLONE, False)))
+                df = df.assign(x=df.groupby("round")["density"].transform("mean"))  # the round's density, over seeds
+                plots.curve(ax, plots.mean_ci(df, "x", col, ["round"]), "x", **style)
+                if isinstance(null, str):
+                    nagg = plots.mean_ci(df, "x", null, ["round"])
+                    ax.plot(nagg["x"], nagg["mean"], ls=":", lw=0.9, color=style["color"])
+            if isinstance(null, (int, float)):
+                ax.axhline(null, color="0.5", ls="-", lw=0.8, zorder=0)
+            plots.density_axis(ax)
+            ax.set_ylabel(ylabel, fontsize=8)
+            if len(contexts) > 1:
+                ax.set_title(_label(ctx), fontsize=8)
+    plots.legend_below(fig, axs)
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
     return plots.save(fig, path)
 
 
+def _input_shape(run: Path) -> tuple[int, ...]:
+    """A run's input shape as its analysis recorded it (no data set is rebuilt)."""
+    return tuple(read_json(run / "analysis" / "analysis.json")["input_shape"])
+
+
 def rf_comparison(sweep_dir: Path, table: pd.DataFrame, axes: list[str], path: Path, k: int = 6) -> Path:
-    """RF grids side by side, one seed: each condition's most localized units, dense and sparsest."""
+    """RF grids, one seed: each condition's most localized units at the dense and sparsest rounds."""
     conds = [a for a in axes if a != "seed"]
     seed = table["seed"].min()
     panels = []
-    for key, df in (table[table["seed"] == seed].groupby(conds) if conds else [((), table)]):
+    for values, df in _groups(table[table["seed"] == seed], conds):
         run = sweep_dir / "runs" / df["run"].iloc[0]
         done = completed_rounds(run)
         units = pd.read_parquet(run / "analysis" / "units.parquet")
         ends = {r: load_round_file(run, done[r], "final.safetensors") for r in (0, len(done) - 1)}
-        label = _label(dict(zip(conds, key if isinstance(key, tuple) else (key,))), conds)
-        panels += rf_panels(ends, units, FIRST, ranked_units(units, FIRST, len(done) - 1)[:k], label)
-    shape = make_dataset(load_config(sweep_dir / "runs" / table["run"].iloc[0] / "config.yaml").data).input_shape
-    return plots.rf_grid(panels, shape, path, title=f"most localized first-layer units, seed {seed}")
+        panels += rf_panels(ends, units, FIRST, ranked_units(units, FIRST, len(done) - 1)[:k], _label(values),
+                            _input_shape(run))
+    return plots.rf_grid(panels, path, title=f"most localized first-layer units, seed {seed}")
 
 
-@dataclass
-class Claim:
+# ---------------------------------------------------------------------------------------------- claims
+
+
+@dataclass(frozen=True)
+class ClaimSpec:
+    """A claim: arm A minus arm B of one per-seed value, its predicted sign and smallest effect of interest."""
+
     claim: str
-    measure: str
-    measured: str
-    seeds: str
-    verdict: str  # "held" | "did not hold" | "not tested"
+    measure: str  # what the value is
+    value: str  # column of the first-layer table
+    at: str  # "last" (sparsest round) | "mean" (over rounds) | "change" (dense to sparsest)
+    arm_a: dict[str, Any]
+    arm_b: dict[str, Any]
+    direction: int  # +1: A - B > 0 predicted
+    delta: float  # smallest effect of interest, in the value's units
+    control: str  # what could make the claim true trivially, and how this comparison rules it out
 
 
-def _compare(a: pd.Series, b: pd.Series | float, greater: bool) -> tuple[str, str, str]:
-    """(measured, seeds, verdict) for mean(a) - mean(b) (or - b, a constant) per the module's rule."""
-    a = a.dropna()
-    one_sample = not isinstance(b, pd.Series)
-    b_text = f"{b:g}" if one_sample else f"{b.mean():.3g} ± {b.std(ddof=1):.2g}"
-    seeds = f"{sorted(a.index.tolist())}" + ("" if one_sample else f" vs {sorted(b.dropna().index.tolist())}")
-    if len(a) < 2 or (not one_sample and len(b.dropna()) < 2):
-        return f"{a.mean():.3g} vs {b_text}", seeds, "not tested"
-    va = a.var(ddof=1) / len(a)
-    if one_sample:
-        diff, se, dof = a.mean() - b, math.sqrt(va), len(a) - 1
-    else:
-        b = b.dropna()
-        vb = b.var(ddof=1) / len(b)
-        diff, se = a.mean() - b.mean(), math.sqrt(va + vb)
-        dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1)) if va + vb > 0 else len(a) + len(b) - 2
-    bound = float(stats.t.ppf(0.975, dof)) * se
-    held = diff > bound if greater else diff < -bound
-    text = (f"{a.mean():.3g} ± {a.std(ddof=1):.2g} vs {b_text} (diff {diff:+.3g}, needs {'>' if greater else '<'} "
-            f"{'' if greater else '-'}{bound:.2g})")
-    return text, seeds, "held" if held else "did not hold"
+def _arm(method: str, clone: bool = False) -> dict[str, Any]:
+    return {METHOD: method, CLONE: clone}
+
+
+LOC = "spatial localization at the sparsest round (1 = same weights at random positions, lower = more local)"
+NG = "excess |kappa-3| at the sparsest round (class-pooled |kappa-3| minus the same weights at random positions)"
+CAV = ("per-class cavity score of the weights IMP removes minus that of random surviving weights, mean over "
+       "IMP's pruning steps")
+
+CLAIMS: list[ClaimSpec] = [
+    ClaimSpec("IMP finds more local RFs on the non-Gaussian data than on its Gaussian clone (Redman et al. 1)",
+              LOC, "localization", "last", _arm("imp", True), _arm("imp"), +1, 0.05,
+              "Sparsity alone makes a few surviving weights look local; both arms prune to the same per-layer "
+              "density and localization divides by the spread of the same weights at random positions. The clone "
+              "has the data's exact covariance, so local filters that only exploit pixel correlations are open to "
+              "both arms: a difference can only come from higher-order statistics."),
+    ClaimSpec("IMP localizes more than one-shot pruning at the same sparsity (Pellegrini & Biroli)",
+              LOC, "localization", "last", _arm("oneshot"), _arm("imp"), +1, 0.05,
+              "Both arms remove small weights by magnitude, rewind to the same initialization and train on the "
+              "same seed's data, at the same density: the only difference is iterating."),
+    ClaimSpec("IMP localizes more than random pruning at the same sparsity",
+              LOC, "localization", "last", _arm("random"), _arm("imp"), +1, 0.05,
+              "Random pruning at the same per-layer density shares every effect of sparsity and retraining; "
+              "the localization measure is itself sparsity-matched."),
+    ClaimSpec("IMP raises the non-Gaussianity of pre-activations more than random pruning (Redman et al. 2)",
+              NG, "ng_excess", "last", _arm("imp"), _arm("random"), +1, 0.05,
+              "Any pruning raises |kappa-3| (i.i.d. +-1 inputs: |kappa-3| = 2 IPR, growing as weights go). The "
+              "value subtracts the same weights at random positions on the same probe set, and the arms are "
+              "compared at equal density, never with 0."),
+    ClaimSpec("IMP raises the non-Gaussianity of pre-activations more than one-shot pruning (Redman et al. 2)",
+              NG, "ng_excess", "last", _arm("imp"), _arm("oneshot"), +1, 0.05,
+              "As above; one-shot pruning also removes small weights, so the contrast isolates iteration."),
+    ClaimSpec("The weights IMP removes are those whose removal raises non-Gaussianity, beyond what removing "
+              "small weights does (Redman et al. 3)",
+              CAV, "cavity_removed_minus_random", "mean", _arm("imp"), _arm("imp", True), +1, 0.01,
+              "Removing a small weight raises IPR and so |kappa-3| by itself, and IMP removes the smallest weights, "
+              "so removed weights score above random survivors on any data. IMP on the Gaussian clone shares "
+              "that mechanism (same magnitude rule, same density) but has no higher-order statistics; only "
+              "the excess over it is credited. Scores are per class, so the class mixture does not enter."),
+    ClaimSpec("Pruning by non-Gaussianity alone (cavity pruning) localizes more than random pruning (causal test, new)",
+              LOC, "localization", "last", _arm("random"), _arm("cavity"), +1, 0.05,
+              "Both arms prune to the same density with the same rewinding; cavity pruning never looks at "
+              "positions, so localization can only come through the pre-activation statistics."),
+]
 
 
 def _per_seed(table: pd.DataFrame, value: str, where: dict[str, Any], at: str = "last") -> pd.Series:
@@ -147,59 +203,124 @@ def _per_seed(table: pd.DataFrame, value: str, where: dict[str, Any], at: str = 
     df = table[table["layer"] == FIRST]
     for k, v in where.items():
         df = df[df[k] == v] if k in df else df.iloc[:0]
+    df = df.dropna(subset=[value]) if at == "mean" else df
     if at == "mean":
         return df.groupby("seed")[value].mean()
     last = df.loc[df.groupby("seed")["round"].idxmax()].set_index("seed")[value]
     if at == "last":
         return last
-    return last - df.loc[df.groupby("seed")["round"].idxmin()].set_index("seed")[value]
+    if at == "change":
+        return last - df.loc[df.groupby("seed")["round"].idxmin()].set_index("seed")[value]
+    raise ValueError(f"at must be last, mean or change, not {at!r}")
 
 
-def claims(table: pd.DataFrame, context: str = "") -> list[Claim]:
-    """The claims of SCIENCE.md in one context (one run per seed and arm), first layer."""
-    data, clone = {"data.gaussian_clone": False}, {"data.gaussian_clone": True}
-    imp, one, rnd, cav = ({"prune.method": m, **data} for m in ("imp", "oneshot", "random", "cavity"))
-    loc = "spatial localization at the sparsest round (lower = more local)"
-    ng = "change of |kappa-3| (per class, pooled) from the dense to the sparsest round"
-    cavity = "non-Gaussianity cavity score, mean over IMP's pruning steps"
-    rows = [
-        ("IMP finds local RFs on non-Gaussian data but not on its Gaussian clone (Redman et al. 1)",
-         f"{loc}; A = IMP on the clone, B = IMP on the data",
-         _per_seed(table, "localization", {"prune.method": "imp", **clone}), _per_seed(table, "localization", imp), True),
-        ("IMP localizes more than one-shot pruning at the same sparsity (Pellegrini & Biroli)",
-         f"{loc}; A = one-shot, B = IMP", _per_seed(table, "localization", one), _per_seed(table, "localization", imp), True),
-        ("IMP localizes more than random pruning at the same sparsity",
-         f"{loc}; A = random, B = IMP", _per_seed(table, "localization", rnd), _per_seed(table, "localization", imp), True),
-        ("IMP increases the non-Gaussianity of pre-activations (Redman et al. 2)",
-         f"{ng}; A = IMP, B = 0", _per_seed(table, "ng_pooled", imp, at="change"), 0.0, True),
-        ("IMP increases non-Gaussianity more than one-shot pruning (Redman et al. 2)",
-         f"{ng}; A = IMP, B = one-shot", _per_seed(table, "ng_pooled", imp, at="change"),
-         _per_seed(table, "ng_pooled", one, at="change"), True),
-        ("The weights IMP removes raise non-Gaussianity more than random surviving weights (Redman et al. 3)",
-         f"{cavity}; A = removed weights, B = random survivors", _per_seed(table, "cavity_removed_mean", imp, at="mean"),
-         _per_seed(table, "cavity_random_mean", imp, at="mean"), True),
-        ("Most weights IMP removes raise non-Gaussianity when removed (cavity score > 0; Redman et al. 3)",
-         "fraction of removed weights with a positive score, mean over steps; A = IMP, B = 0.5",
-         _per_seed(table, "cavity_removed_frac_positive", imp, at="mean"), 0.5, True),
-        ("Pruning by non-Gaussianity alone (cavity pruning) localizes more than random pruning (causal test, new)",
-         f"{loc}; A = random, B = cavity pruning", _per_seed(table, "localization", rnd),
-         _per_seed(table, "localization", cav), True),
-    ]
-    prefix = f"[{context}] " if context else ""
-    return [Claim(prefix + claim, measure, *_compare(a, b, greater)) for claim, measure, a, b, greater in rows]
+@dataclass
+class Claim:
+    """One row of the claims table."""
+
+    claim: str
+    context: str
+    measure: str
+    test: str
+    mean_a: float
+    mean_b: float
+    effect: float  # mean(A - B)
+    ci_lo: float
+    ci_hi: float
+    p: float
+    p_adj: float  # Holm across the report's rows
+    p_equivalence_adj: float
+    delta: float
+    direction: int
+    n_a: int
+    n_b: int
+    seeds: list[int]
+    verdict: str  # supported | contradicted | inconclusive | not tested
+    seeds_needed: int | None  # inconclusive rows: seeds the observed spread would need
 
 
-def all_claims(table: pd.DataFrame, axes: list[str]) -> list[Claim]:
-    """Claims judged within each context: a combination of the varying fields but seed, method, clone."""
-    others = [a for a in axes if a not in ("seed", "prune.method", "data.gaussian_clone")]
-    if not others:
-        return claims(table)
-    return [c for key, df in table.groupby(others)
-            for c in claims(df, _label(dict(zip(others, key if isinstance(key, tuple) else (key,))), others))]
+def _effect(a: pd.Series, b: pd.Series, delta: float) -> stats.Effect | None:
+    """Paired by seed where the arms share seeds (same initialization and data streams), Welch where they share none."""
+    if a.dropna().index.intersection(b.dropna().index).empty:
+        return stats.welch(a, b, delta)
+    return stats.paired(a, b, delta)
 
 
-def _img(path: Path) -> str:
-    return f'<img src="data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()}" style="max-width:100%">'
+def claims(table: pd.DataFrame, axes: list[str]) -> list[Claim]:
+    """Every claim judged within each context, Holm-corrected across all rows."""
+    rows: list[tuple[ClaimSpec, str, pd.Series, pd.Series, stats.Effect | None]] = []
+    for ctx, df in _groups(table[table["layer"] == FIRST], _contexts(axes)):
+        for spec in CLAIMS:
+            a = _per_seed(df, spec.value, spec.arm_a, spec.at)
+            b = _per_seed(df, spec.value, spec.arm_b, spec.at)
+            rows.append((spec, _label(ctx) if ctx else "", a, b, _effect(a, b, spec.delta)))
+    p_adj = stats.holm([e.p if e else math.nan for *_, e in rows])
+    p_eq_adj = stats.holm([e.p_equivalence if e else math.nan for *_, e in rows])
+    tested = sum(e is not None for *_, e in rows)
+    out = []
+    for (spec, ctx, a, b, e), pa, pe in zip(rows, p_adj, p_eq_adj):
+        v = stats.verdict(e, spec.direction, pa, pe)
+        out.append(Claim(
+            spec.claim, ctx, spec.measure, e.test if e else "paired t", float(a.mean()), float(b.mean()),
+            e.estimate if e else math.nan, e.lo if e else math.nan, e.hi if e else math.nan, e.p if e else math.nan,
+            float(pa), float(pe), spec.delta, spec.direction, len(a.dropna()), len(b.dropna()),
+            list(e.seeds) if e else [], v, stats.seeds_needed(e, spec.delta, tested) if v == "inconclusive" else None))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- rendering
+
+
+RULE = ("Each claim compares arm A with arm B seed by seed (the arms share initialization, round 0 and data "
+        "stream): effect = mean over seeds of A - B, with its 95% paired-t interval. p_adj is the two-sided p value "
+        "of effect = 0, Holm-Bonferroni adjusted across every row. **supported**: p_adj < 0.05 with the predicted "
+        "sign; **contradicted**: p_adj < 0.05 with the other sign, or an equivalence test (two one-sided tests, "
+        "Holm-adjusted) shows |effect| < delta, the claim's smallest effect of interest; **inconclusive**: neither, "
+        "with the seeds per arm the observed spread would need; **not tested**: fewer than two seeds in both arms.")
+
+
+def _fmt(x: float) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3g}"
+
+
+def _p(x: float) -> str:
+    return "n/a" if math.isnan(x) else ("<1e-4" if x < 1e-4 else f"{x:.2g}")
+
+
+def _markdown(rows: list[Claim], figs: dict[str, Path], header: str, notes: str) -> str:
+    cell = lambda text: text.replace("|", "\\|")  # noqa: E731  (|kappa-3| inside a table cell)
+    lines = ["# ticketscope claims report", "", header, "", RULE, "",
+             "| # | claim | context | A − B: effect [95% CI] (predicted sign, delta) | mean A / mean B | p_adj "
+             "| seeds (n A, n B) | verdict |", "|---|---|---|---|---|---|---|---|"]
+    for i, c in enumerate(rows, 1):
+        needed = f" (~{c.seeds_needed} seeds)" if c.seeds_needed else ""
+        lines.append(
+            f"| {i} | {cell(c.claim)} | {c.context or '—'} | {_fmt(c.effect)} [{_fmt(c.ci_lo)}, {_fmt(c.ci_hi)}] "
+            f"({'+' if c.direction > 0 else '−'}, {c.delta:g}) | {_fmt(c.mean_a)} / {_fmt(c.mean_b)} | {_p(c.p_adj)} "
+            f"| {c.seeds} ({c.n_a}, {c.n_b}) | **{c.verdict}**{needed} |")
+    lines += ["", "## What each claim measures, and the control that rules out a trivial yes", ""]
+    for i, spec in enumerate(CLAIMS, 1):
+        a, b = (_label(arm) for arm in (spec.arm_a, spec.arm_b))
+        lines += [f"{i}. **{spec.claim}.** Value: {spec.measure}. A = {a}; B = {b}. {spec.control}", ""]
+    if notes:
+        lines += ["## How this sweep was chosen", "", notes, ""]
+    for title, fig in figs.items():
+        lines += [f"## {title}", "", f"![{title}]({fig.name})", ""]
+    return "\n".join(lines)
+
+
+def _html(md_text: str, figs: dict[str, Path]) -> str:
+    body = markdown.markdown(md_text, extensions=["tables"])
+    for fig in figs.values():  # embed the figures: the HTML file stands alone
+        data = base64.b64encode(fig.read_bytes()).decode()
+        body = body.replace(f'src="{html.escape(fig.name)}"', f'src="data:image/png;base64,{data}"')
+    colour = {"supported": "#1a7f37", "contradicted": "#cf222e", "inconclusive": "#9a6700", "not tested": "#6e7781"}
+    for verdict, c in colour.items():
+        body = body.replace(f"<strong>{verdict}</strong>", f"<strong style='color:{c}'>{verdict}</strong>")
+    style = ("body{font-family:sans-serif;max-width:1250px;margin:auto;line-height:1.4}table{border-collapse:collapse}"
+             "td,th{border:1px solid #ccc;padding:4px 6px;font-size:12px;vertical-align:top}img{max-width:100%}")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>ticketscope report</title>"
+            f"<style>{style}</style></head><body>{body}</body></html>\n")
 
 
 def build_report(sweep_dir: str | Path, n_probe: int = 4096, notes: str = "") -> Path:
@@ -209,64 +330,33 @@ def build_report(sweep_dir: str | Path, n_probe: int = 4096, notes: str = "") ->
     table, axes = collect(sweep_dir, n_probe)
     write_table(out / "table.parquet", table)
     figs = {
-        "Test accuracy": condition_curves(table, axes, [("test_accuracy", "test accuracy", None)],
+        "Test accuracy": condition_curves(table[table["layer"] == FIRST], axes, [("test_accuracy", "test accuracy", None)],
                                           out / "accuracy.png", "test accuracy (mean, 95% interval over seeds)"),
         "Localization": condition_curves(
-            table, axes, [("ipr", "IPR (dashed: Gaussian null at the same sparsity)", "ipr_null"),
-                          ("localization", "spatial localization (1 = shuffled null)", 1.0)],
+            table[table["layer"] == FIRST], axes,
+            [("ipr", "IPR (dotted: Gaussian weights,\nsame number of non-zeros)", "ipr_null"),
+             ("localization", "spatial localization\n(1 = same weights at random positions)", 1.0)],
             out / "localization.png", "first-layer receptive fields"),
         "Non-Gaussianity of pre-activations": condition_curves(
-            table, axes, [("kappa_pooled", "kappa per class, pooled", 3.0), ("ng_pooled", "|kappa-3| per class, pooled", 0.0),
-                          ("kappa", "kappa over the whole probe set", 3.0)],
+            table[table["layer"] == FIRST], axes,
+            [("ng_pooled", "|kappa-3| per class, pooled\n(dotted: same weights at random positions)", "ng_null"),
+             ("ng_excess", "excess |kappa-3| over that null", 0.0),
+             ("kappa_pooled", "kappa per class, pooled", 3.0)],
             out / "kurtosis.png", "first-layer pre-activation kurtosis"),
         "Receptive fields": rf_comparison(sweep_dir, table, axes, out / "rf_grid.png"),
     }
-    if table["cavity_removed_mean"].notna().any():
+    cav = table[(table["layer"] == FIRST)].dropna(subset=["cavity_removed_mean"])
+    if len(cav):
         figs["Cavity scores of pruned vs kept weights"] = condition_curves(
-            table.dropna(subset=["cavity_removed_mean"]), axes,
-            [("cavity_removed_mean", "mean score of removed weights", 0.0),
-             ("cavity_kept_mean", "mean score of kept weights", 0.0),
-             ("cavity_removed_frac_positive", "removed: fraction > 0", None)],
-            out / "cavity.png", "non-Gaussianity cavity scores of each pruning step (dense -> next)")
-    rows = all_claims(table[table["layer"] == FIRST], axes)
+            cav, axes, [("cavity_removed_mean", "mean score of removed weights", 0.0),
+                        ("cavity_removed_minus_random", "removed minus random survivors", 0.0),
+                        ("cavity_removed_frac_positive", "removed: fraction > 0", 0.5)],
+            out / "cavity.png", "per-class cavity scores of each pruning step (round -> next)")
+    rows = claims(table, axes)
     write_json(out / "claims.json", [asdict(c) for c in rows])
     seeds = sorted(table["seed"].unique().tolist())
     header = f"{table['run'].nunique()} runs, seeds {seeds}; varying fields: {', '.join(axes) or 'none'}"
-    _write_markdown(out / "report.md", rows, figs, header, notes)
-    _write_html(out / "report.html", rows, figs, header, notes)
+    md_text = _markdown(rows, figs, header, notes)
+    atomic_write_text(out / "report.md", md_text + "\n")
+    atomic_write_text(out / "report.html", _html(md_text, figs))
     return out / "report.html"
-
-
-RULE = ("A claim *held* when the predicted difference of seed means exceeds t x its standard error over seeds "
-        "(95% two-sided Student-t, Welch degrees of freedom; at least 2 seeds per arm); *not tested* when the sweep "
-        "lacks the runs. A = first arm, B = second arm or constant.")
-
-
-def _write_markdown(path: Path, rows: list[Claim], figs: dict[str, Path], header: str, notes: str) -> None:
-    lines = ["# ticketscope claims report", "", header, "", RULE, "",
-             "| claim | measure | measured (A vs B, mean ± sd over seeds) | seeds | verdict |", "|---|---|---|---|---|"]
-    cell = lambda text: text.replace("|", "\\|")  # noqa: E731  (|kappa-3| inside a table cell)
-    lines += [f"| {cell(c.claim)} | {cell(c.measure)} | {cell(c.measured)} | {c.seeds} | **{c.verdict}** |" for c in rows]
-    if notes:
-        lines += ["", "## How this sweep was chosen", "", notes]
-    for title, fig in figs.items():
-        lines += ["", f"## {title}", "", f"![{title}]({fig.name})"]
-    atomic_write_text(path, "\n".join(lines) + "\n")
-
-
-def _write_html(path: Path, rows: list[Claim], figs: dict[str, Path], header: str, notes: str) -> None:
-    e = html.escape
-    colour = {"held": "#1a7f37", "did not hold": "#cf222e", "not tested": "#6e7781"}
-    body = [f"<h1>ticketscope claims report</h1><p>{e(header)}</p><p>{e(RULE)}</p>",
-            "<table><tr><th>claim</th><th>measure</th><th>measured (A vs B, mean ± sd over seeds)</th>"
-            "<th>seeds</th><th>verdict</th></tr>"]
-    body += [f"<tr><td>{e(c.claim)}</td><td>{e(c.measure)}</td><td>{e(c.measured)}</td><td>{e(c.seeds)}</td>"
-             f"<td style='color:{colour[c.verdict]}'><b>{e(c.verdict)}</b></td></tr>" for c in rows]
-    body.append("</table>")
-    if notes:
-        body.append(f"<h2>How this sweep was chosen</h2><p>{e(notes)}</p>")
-    body += [f"<h2>{e(t)}</h2>{_img(f)}" for t, f in figs.items()]
-    style = ("body{font-family:sans-serif;max-width:1200px;margin:auto}table{border-collapse:collapse}"
-             "td,th{border:1px solid #ccc;padding:4px 8px;font-size:13px;vertical-align:top}")
-    atomic_write_text(path, f"<!doctype html><html><head><meta charset='utf-8'><title>ticketscope report</title>"
-                            f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n")

@@ -4,10 +4,11 @@ All take and return torch tensors and compute on their inputs' device; see SCIEN
 ("Measurements") for the definitions.
 """
 
-from .cavity import CavityAnalysis, ScoreSummary, cavity_analysis, cavity_groups, cavity_scores
+from .cavity import CavityAnalysis, ScoreSummary, cavity_analysis, cavity_groups, cavity_scores, class_cavity_scores
 from .connectivity import DisplacementHistogram, InDegreeHistogram, displacement_histogram, in_degree_histogram
 from .localization import ipr, ipr_null, rf_centre_and_spread, spatial_localization
-from .moments import ClassKurtosis, class_kurtosis, kurtosis, nongaussianity
+from .moments import (ClassKurtosis, NongaussianityNull, class_kurtosis, kurtosis, nongaussianity, nongaussianity_null,
+                      pool_classes)
 
 __all__ = [
     "CavityAnalysis",
@@ -18,6 +19,7 @@ __all__ = [
     "cavity_analysis",
     "cavity_groups",
     "cavity_scores",
+    "class_cavity_scores",
     "class_kurtosis",
     "displacement_histogram",
     "in_degree_histogram",
@@ -25,6 +27,9 @@ __all__ = [
     "ipr_null",
     "kurtosis",
     "nongaussianity",
+    "nongaussianity_null",
+    "NongaussianityNull",
+    "pool_classes",
     "rf_centre_and_spread",
     "spatial_localization",
 ]

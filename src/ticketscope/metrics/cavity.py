@@ -25,7 +25,7 @@ from typing import Literal
 import torch
 
 from ..seeding import generator
-from .moments import nongaussianity
+from .moments import nongaussianity, pool_classes
 
 Kind = Literal["kurtosis", "nongaussianity"]
 
@@ -77,7 +77,9 @@ class CavityAnalysis:
 
 
 def cavity_scores(W: torch.Tensor, X: torch.Tensor, kind: Kind = "kurtosis", chunk_size: int = 8192) -> torch.Tensor:
-    """(K, D) float64 cavity scores of every weight of W (K, D) on probe inputs X (n, D).
+    """(K, D) float64 cavity scores of every weight of W (K, D) on probe inputs X (n, D), X a single
+    population (``kind="nongaussianity"`` on a class mixture is the *mixture* form; see
+    :func:`class_cavity_scores` for the per-class form).
 
     Computed on W's device (X may stay elsewhere, e.g. in host memory: each chunk of
     ``chunk_size`` rows is moved there), accumulated in float64 over two passes (means, then
@@ -88,6 +90,41 @@ def cavity_scores(W: torch.Tensor, X: torch.Tensor, kind: Kind = "kurtosis", chu
     """
     if kind not in ("kurtosis", "nongaussianity"):
         raise ValueError(f"kind must be 'kurtosis' or 'nongaussianity', got {kind!r}")
+    kappa, kappa_removed = _kurtosis_with_and_without(W, X, chunk_size)
+    if kind == "kurtosis":
+        return kappa_removed - kappa[:, None]
+    return nongaussianity(kappa_removed) - nongaussianity(kappa)[:, None]
+
+
+def class_cavity_scores(W: torch.Tensor, X: torch.Tensor, y: torch.Tensor, num_classes: int | None = None,
+                        chunk_size: int = 8192) -> torch.Tensor:
+    """(K, D) per-class non-Gaussianity cavity scores: the change of the class-pooled |kappa - 3|,
+
+        Delta_ij = sum_c f_c |kappa_c(h_i - w_ij x_j) - 3| / F' - sum_c f_c |kappa_c(h_i) - 3| / F,
+
+    f_c = n_c / n and F, F' the sums of f_c over the classes where kappa_c is defined (the pooling
+    of :func:`ticketscope.metrics.class_kurtosis`). Each class costs the four GEMMs of
+    :func:`cavity_scores` on its own rows, so a mixture of classes with different covariances
+    (non-Gaussian by itself) does not enter the score. Pruned weights score exactly 0.
+    """
+    C = int(y.max()) + 1 if num_classes is None else num_classes
+    y = y.to(X.device)
+    counts = torch.bincount(y, minlength=C)
+    before, after = [], []
+    for c in range(C):
+        if counts[c] == 0:
+            before.append(torch.full((W.shape[0],), torch.nan, dtype=torch.float64, device=W.device))
+            after.append(torch.full(W.shape, torch.nan, dtype=torch.float64, device=W.device))
+            continue
+        kappa, kappa_removed = _kurtosis_with_and_without(W, X[y == c], chunk_size)
+        before.append(nongaussianity(kappa))
+        after.append(nongaussianity(kappa_removed))
+    counts = counts.to(W.device)
+    return pool_classes(torch.stack(after), counts) - pool_classes(torch.stack(before), counts)[:, None]
+
+
+def _kurtosis_with_and_without(W: torch.Tensor, X: torch.Tensor, chunk_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """kappa(h_i) (K,) and kappa(h_i - w_ij x_j) (K, D) over X, from central moments (module docstring)."""
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     if W.dim() != 2 or X.dim() != 2 or W.shape[1] != X.shape[1]:
@@ -100,10 +137,7 @@ def cavity_scores(W: torch.Tensor, X: torch.Tensor, kind: Kind = "kurtosis", chu
     rows, cols = torch.nonzero((a != 0) & (m2 < ILL_CONDITIONED * (M.m2[:, None] + a.square() * M.x2)), as_tuple=True)
     if len(rows):
         m2[rows, cols], m4[rows, cols] = _direct_removed_moments(W, X, M.mean_x, rows, cols, chunk_size)
-    kappa, kappa_removed = M.m4 / M.m2.square(), m4 / m2.square()
-    if kind == "kurtosis":
-        return kappa_removed - kappa[:, None]
-    return nongaussianity(kappa_removed) - nongaussianity(kappa)[:, None]
+    return M.m4 / M.m2.square(), m4 / m2.square()
 
 
 def cavity_groups(

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .localization import _row_shuffles
+
 
 @dataclass(frozen=True)
 class ClassKurtosis:
@@ -21,6 +23,11 @@ class ClassKurtosis:
     pooled: torch.Tensor  # (K,): sum_c f_c kappa_c / sum_c f_c over classes with finite kappa_c, f_c = n_c / n
     overall: torch.Tensor  # (K,): kurtosis of the whole set (a class mixture is non-Gaussian by itself)
     class_counts: torch.Tensor  # (C,) int64: n_c
+
+    @property
+    def ng_pooled(self) -> torch.Tensor:
+        """(K,) |kappa_c - 3| pooled like ``pooled``: a sub- and a super-Gaussian class never cancel."""
+        return pool_classes(nongaussianity(self.per_class), self.class_counts)
 
 
 def kurtosis(H: torch.Tensor, excess: bool = False) -> torch.Tensor:
@@ -41,14 +48,44 @@ def class_kurtosis(H: torch.Tensor, y: torch.Tensor, num_classes: int | None = N
     C = int(y.max()) + 1 if num_classes is None else num_classes
     per_class = _grouped_kurtosis(H, y, C, excess)
     counts = torch.bincount(y, minlength=C)
-    f = (counts.double() / counts.sum())[:, None] * per_class.isfinite()
-    pooled = (f * per_class.nan_to_num()).sum(0) / f.sum(0)
-    return ClassKurtosis(per_class, pooled, kurtosis(H, excess), counts)
+    return ClassKurtosis(per_class, pool_classes(per_class, counts), kurtosis(H, excess), counts)
+
+
+def pool_classes(values: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """sum_c f_c v_c / sum_c f_c over the classes where v_c is finite, f_c = n_c / n; ``values`` (C, ...)."""
+    f = (counts.double() / counts.sum()).reshape(-1, *[1] * (values.dim() - 1)) * values.isfinite()
+    return (f * values.nan_to_num()).sum(0) / f.sum(0)
 
 
 def nongaussianity(kappa: torch.Tensor) -> torch.Tensor:
     """|kappa - 3| for (non-excess) kurtosis kappa: the distance from Gaussian, whatever its sign."""
     return (kappa - 3).abs()
+
+
+@dataclass(frozen=True)
+class NongaussianityNull:
+    """Sparsity-matched null of |kappa - 3|: mean over shuffles of the same weights at random positions."""
+
+    per_class: torch.Tensor  # (C, K) mean over shuffles of |kappa_c - 3|
+    pooled: torch.Tensor  # (K,) mean over shuffles of the class-pooled |kappa_c - 3|
+
+
+def nongaussianity_null(W: torch.Tensor, X: torch.Tensor, y: torch.Tensor, num_classes: int | None = None,
+                        shuffles: int = 8, seed: int = 0) -> NongaussianityNull:
+    """|kappa - 3| of h = x . pi_s(w) for the same surviving weight values at random positions.
+
+    pi_1 .. pi_shuffles are seeded permutations of each row of W (K, D) over its D inputs, as for the
+    localization null; X (n, D) are the probe inputs and y their classes. Sparsity alone raises
+    |kappa - 3| (i.i.d. +-1 inputs: kappa = 3 - 2 IPR(w), permutation invariant), so the *excess*
+    ``ng_pooled - null.pooled`` is what the input statistics and the weights' positions add.
+    """
+    C = int(y.max()) + 1 if num_classes is None else num_classes
+    per_class, pooled = [], []
+    for V in _row_shuffles(W, shuffles, seed, "nongaussianity_null"):
+        ck = class_kurtosis(X.to(torch.float64) @ V.to(torch.float64).T, y, C)
+        per_class.append(nongaussianity(ck.per_class))
+        pooled.append(ck.ng_pooled)
+    return NongaussianityNull(torch.stack(per_class).mean(0), torch.stack(pooled).mean(0))
 
 
 def _grouped_kurtosis(H: torch.Tensor, y: torch.Tensor, groups: int, excess: bool) -> torch.Tensor:

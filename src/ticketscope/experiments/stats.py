@@ -1,0 +1,136 @@
+"""Verdict statistics of the claims report: paired or Welch effects, Holm correction, three-way verdicts.
+
+A claim compares two arms A and B (one value per seed each) and predicts the sign of the effect
+E = mean(A - B). Arms that share a seed (same initialization, same round 0, same data stream)
+are *paired*: E is the mean per-seed difference over the seeds both arms have, with the 95%
+Student-t interval of a paired t test. Arms that share nothing get Welch's unequal-variance test.
+
+Verdict, with delta the claim's smallest effect of interest and p_adj the Holm-Bonferroni
+adjusted p value of H0: E = 0 across every row of one report (Holm 1979):
+
+* **supported**     p_adj < alpha and E has the predicted sign;
+* **contradicted**  p_adj < alpha and E has the other sign, or the equivalence test rejects
+  |E| >= delta (two one-sided t tests, their larger p value, Holm-adjusted across the rows too):
+  the effect is smaller than anything the claim cares about;
+* **inconclusive**  otherwise, with the number of seeds the observed spread would need;
+* **not tested**    fewer than two paired seeds (two per arm for Welch).
+
+Since p_adj >= p, a supported or sign-contradicted row always has a 95% interval beyond zero.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+ALPHA = 0.05
+MAX_SEEDS = 10_000  # "seeds needed" is reported as more than this when the effect is this weak
+
+
+@dataclass(frozen=True)
+class Effect:
+    """E = mean(A - B) with its interval and the two p values a verdict needs."""
+
+    test: str  # "paired t" | "Welch t"
+    estimate: float
+    lo: float  # 95% interval
+    hi: float
+    p: float  # two-sided, H0: E = 0
+    p_equivalence: float  # TOST, H0: |E| >= delta
+    sd: float  # sd of the per-seed differences (paired) or sqrt(var A + var B) (Welch): seeds-needed scale
+    dof: float
+    n_a: int
+    n_b: int
+    seeds: tuple[int, ...]  # the seeds used (paired: common seeds; Welch: union)
+
+
+def _effect(test: str, estimate: float, se: float, dof: float, delta: float, sd: float,
+            n_a: int, n_b: int, seeds: tuple[int, ...]) -> Effect:
+    if se == 0:  # no spread at all: the sign (or zero) is certain
+        p = 0.0 if estimate != 0 else 1.0
+        p_eq = 0.0 if abs(estimate) < delta else 1.0
+        return Effect(test, estimate, estimate, estimate, p, p_eq, sd, dof, n_a, n_b, seeds)
+    half = float(stats.t.ppf(1 - ALPHA / 2, dof)) * se
+    p = float(2 * stats.t.sf(abs(estimate) / se, dof))
+    # TOST: H0a: E <= -delta and H0b: E >= delta; both rejected means |E| < delta
+    p_eq = max(float(stats.t.sf((estimate + delta) / se, dof)), float(stats.t.cdf((estimate - delta) / se, dof)))
+    return Effect(test, estimate, estimate - half, estimate + half, p, p_eq, sd, dof, n_a, n_b, seeds)
+
+
+def paired(a: pd.Series, b: pd.Series, delta: float) -> Effect | None:
+    """Paired t over the seeds (index) both ``a`` and ``b`` have; None with fewer than two."""
+    a, b = a.dropna(), b.dropna()
+    common = a.index.intersection(b.index).sort_values()
+    d = (a.loc[common] - b.loc[common]).to_numpy(dtype=float)
+    n = len(d)
+    if n < 2:
+        return None
+    sd = float(d.std(ddof=1))
+    return _effect("paired t", float(d.mean()), sd / math.sqrt(n), n - 1, delta, sd, len(a), len(b),
+                   tuple(int(s) for s in common))
+
+
+def welch(a: pd.Series, b: pd.Series, delta: float) -> Effect | None:
+    """Welch's unequal-variance t for arms that share no seed; None unless each has two values."""
+    a, b = a.dropna(), b.dropna()
+    if len(a) < 2 or len(b) < 2:
+        return None
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    se = math.sqrt(va + vb)
+    dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1)) if se > 0 else len(a) + len(b) - 2
+    sd = math.sqrt(a.var(ddof=1) + b.var(ddof=1))
+    seeds = tuple(sorted(int(s) for s in a.index.union(b.index)))
+    return _effect("Welch t", float(a.mean() - b.mean()), se, dof, delta, sd, len(a), len(b), seeds)
+
+
+def holm(p: Sequence[float]) -> np.ndarray:
+    """Holm-Bonferroni adjusted p values (NaN entries are left out of the family and stay NaN).
+
+    Sorted ascending p_(1) <= ... <= p_(m): adj_(i) = max_{j <= i} min(1, (m - j + 1) p_(j)).
+    """
+    p = np.asarray(p, dtype=float)
+    out = np.full_like(p, np.nan)
+    idx = np.flatnonzero(~np.isnan(p))
+    order = idx[np.argsort(p[idx], kind="stable")]
+    m = len(order)
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        out[i] = running
+    return out
+
+
+def seeds_needed(effect: Effect, delta: float, m: int = 1) -> int:
+    """Seeds (per arm) at which the observed spread would settle the claim at the Holm worst case alpha / m.
+
+    Either the interval excludes zero (needs t sd / sqrt(n) < |E|) or it fits inside +-delta
+    (needs t sd / sqrt(n) < delta - |E|), whichever comes first; the observed E and sd are
+    taken as the truth.
+    """
+    room = max(abs(effect.estimate), delta - abs(effect.estimate))
+    if room <= 0 or effect.sd == 0:
+        return MAX_SEEDS + 1
+    level = 1 - ALPHA / (2 * m)
+    n = max(2, math.ceil((stats.norm.ppf(level) * effect.sd / room) ** 2))
+    while n <= MAX_SEEDS and stats.t.ppf(level, n - 1) * effect.sd / math.sqrt(n) >= room:
+        n += 1
+    return n
+
+
+def verdict(effect: Effect | None, direction: int, p_adj: float, p_eq_adj: float) -> str:
+    """supported | contradicted | inconclusive | not tested, by the rule of the module docstring.
+
+    ``direction`` is +1 when the claim predicts E > 0 and -1 when it predicts E < 0.
+    """
+    if effect is None:
+        return "not tested"
+    if p_adj < ALPHA and effect.estimate != 0:
+        return "supported" if np.sign(effect.estimate) == direction else "contradicted"
+    if p_eq_adj < ALPHA:
+        return "contradicted"
+    return "inconclusive"
