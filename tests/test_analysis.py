@@ -63,3 +63,36 @@ def test_figures_written(analyzed):
     for name in ("rf_grid", "localization", "kurtosis", "cavity", "connectivity"):
         data = (out / f"{name}.png").read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, name
+
+
+@pytest.mark.parametrize("update", [
+    {"prune": {"layers": [1], "rounds": 1}},  # first layer never pruned: no RF figures, no crash
+    {"data": {"L": 4, "dim": 1}, "model": {"hidden": [8]}, "prune": {"rounds": 3, "fraction": 0.7}},  # <= 1 input left
+])
+def test_analyze_survives_runs_without_measurable_receptive_fields(tmp_path, update):
+    cfg = parse_config(merge(TINY, update))
+    run_experiment(cfg, tmp_path / "r", progress=False)
+    out = analyze_run(tmp_path / "r", n_probe=256)
+    rounds = pd.read_parquet(out / "rounds.parquet")
+    assert sorted(rounds["round"].unique()) == list(range(cfg.prune.rounds + 1))
+    assert not (out / "rf_grid.png").exists()  # nothing to draw in either case
+
+
+def test_an_older_analysis_version_is_recomputed_and_provenance_recorded(analyzed, caplog):
+    import json
+
+    import torch
+
+    from ticketscope.analysis import ANALYSIS_VERSION
+
+    _, run, out = analyzed
+    stamp = json.loads((out / "analysis.json").read_text())
+    assert stamp["version"] == ANALYSIS_VERSION and stamp["input_shape"] == [8, 8]
+    assert torch.__version__.startswith(stamp["provenance"]["torch"])  # "2.13.0" of "2.13.0+cpu"
+    assert stamp["provenance"]["threads"] >= 1 and stamp["provenance"]["device"]
+    before = (out / "units.parquet").stat().st_mtime_ns
+    (out / "analysis.json").write_text(json.dumps({**stamp, "version": 1}))
+    with caplog.at_level("WARNING"):
+        analyze_run(run, n_probe=512, figures=False)
+    assert "version 1" in caplog.text and (out / "units.parquet").stat().st_mtime_ns > before
+    assert json.loads((out / "analysis.json").read_text())["version"] == ANALYSIS_VERSION

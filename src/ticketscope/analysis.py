@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -32,9 +33,11 @@ from .io import read_json, write_json, write_table
 from .metrics import (cavity_analysis, cavity_groups, class_cavity_scores, class_kurtosis, displacement_histogram,
                       in_degree_histogram, ipr, ipr_null, nongaussianity, nongaussianity_null, spatial_localization)
 from .models import FCN
+from .provenance import provenance
 from .runs import completed_rounds, load_round_file, prunable_layers, resolve_device
 from .seeding import derive_seed
 
+log = logging.getLogger(__name__)
 ANALYSIS_VERSION = 2  # bump when a stored measure changes: older analyses are then recomputed
 SAMPLES_PER_GROUP = 2000  # cavity scores kept per (round, layer, group) for histograms
 
@@ -101,9 +104,12 @@ def analyze_run(run_dir: str | Path, n_probe: int = 4096, figures: bool = True, 
         raise TicketscopeError(f"{run} has no completed round yet; run `ticketscope run` first")
     stamp = {"rounds": len(done), "n_probe": n_probe, "version": ANALYSIS_VERSION}
     tables = [out / f"{t}.parquet" for t in ("units", "rounds", "cavity")]
-    if (not force and (out / "analysis.json").exists() and _stamp_matches(read_json(out / "analysis.json"), stamp)
-            and all(t.exists() for t in tables)):
+    stored = read_json(out / "analysis.json") if (out / "analysis.json").exists() else None
+    if not force and stored is not None and _stamp_matches(stored, stamp) and all(t.exists() for t in tables):
         return out
+    if stored is not None and stored.get("version", 1) != ANALYSIS_VERSION:
+        log.warning("%s: recomputing an analysis of version %s with version %s", run, stored.get("version", 1),
+                    ANALYSIS_VERSION)
     cfg = load_config(run / "config.yaml")
     device = resolve_device(cfg.device)
     ds = make_dataset(cfg.data)
@@ -149,7 +155,8 @@ def analyze_run(run_dir: str | Path, n_probe: int = 4096, figures: bool = True, 
     write_table(out / "cavity.parquet", cavity_df)
     if figures:
         write_figures(cfg, ds, states, units_df, rounds_df, cavity_df, out)
-    write_json(out / "analysis.json", {**stamp, "input_shape": list(ds.input_shape), "torus": ds.torus})
+    write_json(out / "analysis.json", {**stamp, "input_shape": list(ds.input_shape), "torus": ds.torus,
+                                       "provenance": provenance(device)})
     return out
 
 

@@ -1,0 +1,54 @@
+"""Which code and machine produced a result: package version and commit, library versions, device, threads."""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+from functools import lru_cache
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+@lru_cache(maxsize=1)
+def _commit() -> str | None:
+    """HEAD of the git checkout this package runs from (``+dirty`` with local changes); None if not a checkout."""
+    here = Path(__file__).resolve().parent
+    try:
+        head = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty else "")
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def device_name(device: torch.device | str) -> str:
+    """The GPU's name for a CUDA device, else the CPU's architecture and processor string."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{platform.machine()} {platform.processor() or 'cpu'}".strip()
+
+
+def provenance(device: torch.device | str = "cpu") -> dict[str, Any]:
+    """A JSON-ready record of the code, libraries, device and thread count computing right now."""
+    return {
+        "ticketscope": _version("ticketscope"),
+        "commit": _commit(),
+        "python": platform.python_version(),
+        **{lib: _version(lib) for lib in ("torch", "numpy", "scipy", "pandas")},
+        "device": device_name(device),
+        "threads": torch.get_num_threads(),
+    }
