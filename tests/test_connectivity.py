@@ -89,7 +89,8 @@ def test_in_degree_histogram(density: float) -> None:
     assert hist.degree.tolist() == list(range(D + 1))
     assert hist.observed.tolist() == [int((degree == k).sum()) for k in range(D + 1)]
     assert hist.density == pytest.approx(degree.sum() / (K * D), rel=1e-15)
-    np.testing.assert_allclose(hist.null.numpy(), K * scipy.stats.binom.pmf(np.arange(D + 1), D, hist.density), rtol=1e-10, atol=1e-300)
+    binomial = K * scipy.stats.binom.pmf(np.arange(D + 1), D, hist.density)
+    np.testing.assert_allclose(hist.null.numpy(), binomial, rtol=1e-10, atol=1e-300)
     assert hist.null.sum().item() == pytest.approx(K, rel=1e-12) and hist.observed.sum().item() == K
 
 

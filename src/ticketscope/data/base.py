@@ -29,13 +29,6 @@ class Dataset(ABC):
     def input_dim(self) -> int:
         return prod(self.input_shape)
 
-    @property
-    def spatial_shape(self) -> tuple[int, ...]:
-        """Pixel grid of one channel: ``input_shape`` without a leading channel axis of 3."""
-        if len(self.input_shape) == 3:
-            return self.input_shape[1:]
-        return self.input_shape
-
     @abstractmethod
     def train(self, n: int | None = None, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """Training split: X float32 (n, D), y int64 (n,). ``n=None``: all of it (finite sets)."""

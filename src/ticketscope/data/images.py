@@ -7,14 +7,12 @@
 
 ROOT is :func:`data_root`. Nothing is ever unpickled.
 
-Pixels become features as follows. CIFAR in grayscale first takes the luminance
-Y = 0.299 R + 0.587 G + 0.114 B (ITU-R BT.601). Then x = pixel / 255 in [0, 1] or, with
-``standardize``, each image separately is mapped to (x - mean x) / max(std x, 1/255) (zero mean,
-unit variance; the floor of one grey level keeps near-flat images from blowing up quantization
-noise). We deliberately do not offer a global per-pixel mean/std fitted on the train split: it is an
-affine map of the inputs that the network's first layer (or its batch norm) can absorb, it would make
-a data set depend on which training subset was drawn, and the Gaussian clone keeps the class means
-anyway, so nothing about the science depends on it.
+Pixels become features as :mod:`ticketscope.data.features` says (CIFAR in grayscale first takes the
+luminance; then x = pixel / 255, or per-image standardized with ``standardize``). We deliberately do
+not offer a global per-pixel mean/std fitted on the train split: it is an affine map of the inputs
+that the network's first layer (or its batch norm) can absorb, it would make a data set depend on
+which training subset was drawn, and the Gaussian clone keeps the class means anyway, so nothing
+about the science depends on it.
 """
 
 from __future__ import annotations
@@ -34,15 +32,12 @@ from ..errors import TicketscopeError
 from ..seeding import generator
 from .base import Dataset
 from .download import CIFAR_FOLDER, CIFAR_TEST, CIFAR_TRAIN, how_to_get
+from .features import Split, luminance, to_features
 
 if TYPE_CHECKING:
     from ..config import DataConfig
 
-Split = Literal["train", "test"]
-
 DATA_ENV = "TICKETSCOPE_DATA"
-LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
-MIN_STD = 1 / 255
 CIFAR_SIDE = 32
 CIFAR_RECORD = 1 + 3 * CIFAR_SIDE * CIFAR_SIDE
 MNIST_SIDE = 28
@@ -57,23 +52,6 @@ def data_root(cfg_data_dir: str | Path | None = None) -> Path:
     """Folder holding the real data sets: ``cfg_data_dir`` > ``$TICKETSCOPE_DATA`` > ``~/.cache/ticketscope``."""
     chosen = cfg_data_dir or os.environ.get(DATA_ENV)
     return Path(chosen).expanduser() if chosen else Path.home() / ".cache" / "ticketscope"
-
-
-def luminance(rgb: np.ndarray, axis: int = -1) -> np.ndarray:
-    """Y = 0.299 R + 0.587 G + 0.114 B over the channel ``axis`` (float32, same scale as the input)."""
-    return np.tensordot(rgb.astype(np.float32), LUMA, axes=([axis], [0]))
-
-
-def standardize_rows(x: np.ndarray) -> np.ndarray:
-    """Each row mapped to (x - mean x) / max(std x, MIN_STD): zero mean, unit variance unless nearly flat."""
-    centred = x - x.mean(axis=1, keepdims=True)
-    return centred / np.maximum(centred.std(axis=1, keepdims=True), np.float32(MIN_STD))
-
-
-def to_features(pixels: np.ndarray, standardize: bool) -> np.ndarray:
-    """(n, ...) pixel values in [0, 255] -> (n, D) float32: x = pixel / 255, per-image standardized if asked."""
-    x = pixels.reshape(len(pixels), -1).astype(np.float32) / np.float32(255)
-    return standardize_rows(x) if standardize else x
 
 
 def subset_indices(size: int, n: int | None, gen: torch.Generator, what: str) -> np.ndarray:
@@ -226,7 +204,7 @@ class IdxImages(FileImages):
 def load_image_dataset(cfg: "DataConfig") -> Dataset:
     """The real (non-synthetic) data set ``cfg.name`` names, with the config's pixel options."""
     if cfg.name == "natural":
-        from .natural import NaturalPatches
+        from .natural import NaturalPatches  # here, not at the top: it imports scikit-image (~0.4 s)
 
         return NaturalPatches(L=cfg.L, standardize=cfg.standardize)
     if cfg.name == "cifar10":

@@ -14,7 +14,7 @@ corner is uniform over the corners allowed in its class's region, drawn from
 of one photograph overlap, so they are not fresh independent samples.
 
 Pixels: luminance Y = 0.299 R + 0.587 G + 0.114 B of colour photographs, then the same features as
-the other image sets (x = Y / 255 in [0, 1], or per-patch standardized; see ``images.to_features``).
+the other image sets (x = Y / 255 in [0, 1], or per-patch standardized; see :mod:`ticketscope.data.features`).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from skimage.io import imread
 from ..errors import TicketscopeError
 from ..seeding import generator
 from .base import Dataset
-from .images import Split, luminance, to_features
+from .features import Split, luminance, to_features
 
 PHOTOGRAPHS: dict[str, str] = {
     "astronaut": "astronaut.png", "brick": "brick.png", "camera": "camera.png", "chelsea": "chelsea.png",

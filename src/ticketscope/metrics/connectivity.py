@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-Shape = tuple[int, ...]
+from .grid import Shape, on_pixel_grid
 
 
 @dataclass(frozen=True)
@@ -75,10 +75,7 @@ def in_degree_histogram(mask: torch.Tensor) -> InDegreeHistogram:
 
 def _pixel_counts(mask: torch.Tensor, shape: Shape) -> torch.Tensor:
     """(K, *spatial) float64: each unit's surviving connections per pixel (channels summed)."""
-    if not 1 <= len(shape) <= 3 or math.prod(shape) != mask.shape[-1]:
-        raise ValueError(f"shape must be (L,), (H, W) or (C, H, W) with product D = {mask.shape[-1]}, got {shape}")
-    counts = mask.to(torch.float64).reshape(mask.shape[0], *shape)
-    return counts.sum(1) if len(shape) == 3 else counts
+    return on_pixel_grid(mask.to(torch.float64), shape)
 
 
 def _pairs_by_squared_distance(counts: torch.Tensor, torus: bool) -> torch.Tensor:

@@ -2,8 +2,8 @@
 
 ``W`` is a layer's (K, D) weight matrix, one unit's incoming weights per row, pruned weights
 exactly zero (any leading batch dimensions work; D is the last axis). Spatial functions take the
-input ``shape`` whose row-major flattening gives D: ``(L,)``, ``(H, W)``, or ``(C, H, W)``
-with a leading channel axis, whose channels share each pixel's position.
+input ``shape`` whose row-major flattening gives D (see :mod:`ticketscope.metrics.grid`): ``(L,)``,
+``(H, W)``, or ``(C, H, W)`` with a leading channel axis, whose channels share each pixel's position.
 
 Every random null is seeded through :func:`ticketscope.seeding.generator` and drawn on the CPU, so
 the same seed gives the same numbers on every device.
@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from typing import Literal
 
 import torch
 
 from ..seeding import generator
-
-Shape = tuple[int, ...]
+from .grid import Shape, on_pixel_grid
 
 
 def ipr(W: torch.Tensor) -> torch.Tensor:
@@ -32,26 +30,15 @@ def ipr(W: torch.Tensor) -> torch.Tensor:
     return p.square().sum(-1) / p.sum(-1).square()
 
 
-def ipr_null(
-    W: torch.Tensor,
-    shuffles: int = 32,
-    seed: int = 0,
-    kind: Literal["gaussian", "shuffle"] = "gaussian",
-) -> torch.Tensor:
+def ipr_null(W: torch.Tensor, shuffles: int = 32, seed: int = 0) -> torch.Tensor:
     """Sparsity-matched null of :func:`ipr` for each row: the mean IPR over ``shuffles`` draws.
 
-    ``kind="shuffle"`` is SCIENCE.md's generic null, "the same weights at random positions". IPR
-    is invariant under permutations, so this null equals ``ipr(W)`` (up to rounding): it cannot
-    tell a localized RF from a scattered one, and it is here so every RF measure can be put
-    against the same null. What IPR *can* be compared with is what sparsity alone gives:
-    ``kind="gaussian"`` draws i.i.d. Gaussian vectors with as many non-zeros n as the row, whose
-    mean IPR is exactly 3 / (n + 2) (~3/n); an IPR above it means the surviving weight magnitudes
-    are more unequal than random ones. Rows without non-zeros give NaN.
+    SCIENCE.md's generic null, "the same weights at random positions", is no null for IPR: IPR
+    is invariant under permutations, so it would equal ``ipr(W)``. What IPR *can* be compared
+    with is what sparsity alone gives: i.i.d. Gaussian vectors with as many non-zeros n as the
+    row, whose mean IPR is exactly 3 / (n + 2) (~3/n); an IPR above it means the surviving weight
+    magnitudes are more unequal than random ones. Rows without non-zeros give NaN.
     """
-    if kind == "shuffle":
-        return torch.stack([ipr(V) for V in _row_shuffles(W, shuffles, seed, "ipr_null.shuffle")]).mean(0)
-    if kind != "gaussian":
-        raise ValueError(f"kind must be 'gaussian' or 'shuffle', got {kind!r}")
     nnz = (W != 0).sum(-1, keepdim=True).cpu()
     support = torch.arange(max(int(nnz.max()), 1)) < nnz  # the first n entries of each draw
     g = generator("ipr_null.gaussian", seed)
@@ -67,7 +54,7 @@ def rf_centre_and_spread(W: torch.Tensor, shape: Shape, torus: bool = True) -> t
     sigma = sqrt(sum_i p_i |r_i - c|^2), |.| the torus distance on the torus; both only need the
     marginals of p along each axis. Coordinates are in pixels; NaN for all-zero rows.
     """
-    p = _pixel_power(W, shape)
+    p = on_pixel_grid(W.square(), shape)  # w^2 per pixel, channels summed
     spatial = tuple(range(W.dim() - 1, p.dim()))
     p = p / p.sum(spatial, keepdim=True)
     centres, variances = [], []
@@ -111,14 +98,6 @@ def spatial_localization(
     null = torch.stack([spread(V) for V in _row_shuffles(W, shuffles, seed, "spatial_localization")]).mean(0)
     ratio = spread(W) / null
     return torch.where((W != 0).sum(-1) >= 2, ratio, torch.nan)
-
-
-def _pixel_power(W: torch.Tensor, shape: Shape) -> torch.Tensor:
-    """w^2 on the pixel grid, (..., *spatial); a channel axis (3-long ``shape``) is summed over."""
-    if not 1 <= len(shape) <= 3 or math.prod(shape) != W.shape[-1]:
-        raise ValueError(f"shape must be (L,), (H, W) or (C, H, W) with product D = {W.shape[-1]}, got {shape}")
-    p = W.square().reshape(*W.shape[:-1], *shape)
-    return p.sum(-3) if len(shape) == 3 else p
 
 
 def _row_shuffles(W: torch.Tensor, shuffles: int, seed: int, stream: str) -> Iterator[torch.Tensor]:
