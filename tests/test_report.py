@@ -148,3 +148,31 @@ def test_figures_share_one_visual_code(tmp_path):
     assert lines["imp, data"].get_linestyle() == "-" and lines["imp, clone"].get_linestyle() == "--"
     legend_box = fig.legends[0].get_window_extent()
     assert legend_box.y1 <= fig.axes[0].get_window_extent().y0  # below the panel, never on the data
+
+
+def test_gain_trend_is_a_t_test_on_per_seed_slopes(tmp_path):
+    """d_s(g) = loc(clone) - loc(data) = 0.05 ln g + seed noise: the per-seed slopes (numpy polyfit) are
+    tested against 0 by scipy's one-sample t; the row joins the Holm family and the figure is drawn."""
+    rng = np.random.default_rng(2)
+    gains, rows = [0.3, 1.0, 3.0, 10.0], []
+    for s in range(8):
+        base = rng.normal(0.5, 0.1)
+        for g in gains:
+            for clone in (False, True):
+                loc = base + (0.05 * np.log(g) if clone else 0.0) + rng.normal(0, 0.02)
+                for method in ("imp", "random"):
+                    rows.append({"layer": "layers.0", "round": 3, "seed": s, "prune.method": method, "density": 0.3,
+                                 "data.gaussian_clone": clone, "data.gain": g, "localization": loc,
+                                 "ng_excess": rng.normal(0.1, 0.05), "cavity_removed_minus_random": np.nan})
+    table = pd.DataFrame(rows)
+    out = claims(table, ["seed", "prune.method", "data.gaussian_clone", "data.gain"])
+    trend = [r for r in out if r.claim == report.TREND.claim]
+    assert len(out) == 4 * len(CLAIMS) + 1 and len(trend) == 1
+    imp = table[table["prune.method"] == "imp"]
+    piv = imp.pivot_table(index=["seed", "data.gain"], columns="data.gaussian_clone", values="localization")
+    d = (piv[True] - piv[False]).unstack()
+    slopes = [np.polyfit(np.log(gains), d.loc[s, gains].to_numpy(), 1)[0] for s in range(8)]
+    ref = stats.ttest_1samp(slopes, 0)
+    assert trend[0].effect == pytest.approx(np.mean(slopes), rel=1e-9)
+    assert trend[0].p == pytest.approx(ref.pvalue, rel=1e-9) and trend[0].verdict == "supported"
+    assert report.gain_figure(table, tmp_path / "gain.png").stat().st_size > 10_000

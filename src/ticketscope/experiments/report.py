@@ -114,6 +114,30 @@ def condition_curves(table: pd.DataFrame, axes: list[str], measures: list[tuple[
     return plots.save(fig, path)
 
 
+def gain_figure(table: pd.DataFrame, path: Path) -> Path:
+    """Against the gain g: localization(clone) - localization(data) paired by seed, and the excess |kappa-3|,
+    each at the sparsest round with its 95% interval over seeds; a line per pruning method."""
+    fig, (left, right) = plots.plt.subplots(1, 2, figsize=(9.5, 3.6))
+    for method in sorted(table[METHOD].unique()):
+        spec = ClaimSpec("", "", "localization", "last", _arm(method, True), _arm(method), +1, 0.0, "")
+        diff = plots.mean_ci(gain_differences(table, spec), "gain", "diff")
+        plots.curve(left, diff, "gain", **plots.condition_style(method, False))
+        for clone in (False, True):
+            ng = pd.DataFrame([{"gain": g, "v": v} for g, df in table.groupby(GAIN)
+                               for v in _per_seed(df, "ng_excess", _arm(method, clone), "last").dropna()])
+            if len(ng):
+                plots.curve(right, plots.mean_ci(ng, "gain", "v"), "gain", **plots.condition_style(method, clone))
+    left.set_ylabel("localization: clone minus data\n(> 0: more local on the data)", fontsize=8)
+    right.set_ylabel("excess |kappa-3| at the sparsest round", fontsize=8)
+    for ax in (left, right):
+        ax.set_xscale("log")
+        ax.axhline(0, color="0.5", lw=0.8, zorder=0)
+        ax.set_xlabel("gain g (non-Gaussianity of the NLGP)")
+    plots.legend_below(fig, [left, right])
+    fig.suptitle("dose-response: mean and 95% interval over seeds", fontsize=9)
+    return plots.save(fig, path)
+
+
 def _input_shape(run: Path) -> tuple[int, ...]:
     """A run's input shape as its analysis recorded it (no data set is rebuilt)."""
     return tuple(read_json(run / "analysis" / "analysis.json")["input_shape"])
@@ -198,6 +222,17 @@ CLAIMS: list[ClaimSpec] = [
 ]
 
 
+GAIN = "data.gain"
+TREND = ClaimSpec(
+    "The data's localization advantage over its Gaussian clone grows with non-Gaussianity (the gain g; new test, "
+    "no source paper ran it)",
+    "per seed, the least-squares slope over the gains of [localization of IMP on the clone minus on the data] "
+    "against ln g, at the sparsest round", "localization", "last", _arm("imp", True), _arm("imp"), +1, 0.02,
+    "The clone has the data's covariance at every gain, so correlations alone give both arms the same local "
+    "filters; the gain turns only the higher-order statistics up. A slope, per seed, uses each seed's own pairing; "
+    "the seeds' slopes are then tested against 0 (one-sample t).")
+
+
 def _per_seed(table: pd.DataFrame, value: str, where: dict[str, Any], at: str = "last") -> pd.Series:
     """One value per seed (first layer): at the sparsest round, mean over rounds, or dense-to-sparsest change."""
     df = table[table["layer"] == FIRST]
@@ -246,6 +281,21 @@ def _effect(a: pd.Series, b: pd.Series, delta: float) -> stats.Effect | None:
     return stats.paired(a, b, delta)
 
 
+def gain_differences(table: pd.DataFrame, spec: ClaimSpec) -> pd.DataFrame:
+    """Rows (seed, gain, ln_gain, diff): the spec's arm A minus arm B at each gain, paired by seed."""
+    rows = []
+    for gain, df in table.groupby(GAIN):
+        d = _per_seed(df, spec.value, spec.arm_a, spec.at) - _per_seed(df, spec.value, spec.arm_b, spec.at)
+        rows += [{"seed": s, "gain": gain, "ln_gain": math.log(gain), "diff": v} for s, v in d.dropna().items()]
+    return pd.DataFrame(rows, columns=["seed", "gain", "ln_gain", "diff"])
+
+
+def _trend(table: pd.DataFrame, spec: ClaimSpec) -> tuple[pd.Series, pd.Series, stats.Effect | None]:
+    slopes = stats.slopes(gain_differences(table, spec), "ln_gain", "diff")
+    e = stats.one_sample(slopes, spec.delta, "slope t")
+    return slopes, pd.Series(0.0, index=slopes.index), e
+
+
 def claims(table: pd.DataFrame, axes: list[str]) -> list[Claim]:
     """Every claim judged within each context, Holm-corrected across all rows."""
     rows: list[tuple[ClaimSpec, str, pd.Series, pd.Series, stats.Effect | None]] = []
@@ -254,6 +304,9 @@ def claims(table: pd.DataFrame, axes: list[str]) -> list[Claim]:
             a = _per_seed(df, spec.value, spec.arm_a, spec.at)
             b = _per_seed(df, spec.value, spec.arm_b, spec.at)
             rows.append((spec, _label(ctx) if ctx else "", a, b, _effect(a, b, spec.delta)))
+    if GAIN in axes:
+        for ctx, df in _groups(table[table["layer"] == FIRST], [a for a in _contexts(axes) if a != GAIN]):
+            rows.append((TREND, _label(ctx) if ctx else "", *_trend(df, TREND)))
     p_adj = stats.holm([e.p if e else math.nan for *_, e in rows])
     p_eq_adj = stats.holm([e.p_equivalence if e else math.nan for *_, e in rows])
     tested = sum(e is not None for *_, e in rows)
@@ -299,7 +352,8 @@ def _markdown(rows: list[Claim], figs: dict[str, Path], header: str, notes: str)
             f"({'+' if c.direction > 0 else '−'}, {c.delta:g}) | {_fmt(c.mean_a)} / {_fmt(c.mean_b)} | {_p(c.p_adj)} "
             f"| {c.seeds} ({c.n_a}, {c.n_b}) | **{c.verdict}**{needed} |")
     lines += ["", "## What each claim measures, and the control that rules out a trivial yes", ""]
-    for i, spec in enumerate(CLAIMS, 1):
+    specs = [*CLAIMS, TREND] if any(r.claim == TREND.claim for r in rows) else CLAIMS
+    for i, spec in enumerate(specs, 1):
         a, b = (_label(arm) for arm in (spec.arm_a, spec.arm_b))
         lines += [f"{i}. **{spec.claim}.** Value: {spec.measure}. A = {a}; B = {b}. {spec.control}", ""]
     if notes:
@@ -352,6 +406,8 @@ def build_report(sweep_dir: str | Path, n_probe: int = 4096, notes: str = "") ->
                         ("cavity_removed_minus_random", "removed minus random survivors", 0.0),
                         ("cavity_removed_frac_positive", "removed: fraction > 0", 0.5)],
             out / "cavity.png", "per-class cavity scores of each pruning step (round -> next)")
+    if GAIN in axes:
+        figs["Dose-response over the gain"] = gain_figure(table[table["layer"] == FIRST], out / "gain.png")
     rows = claims(table, axes)
     write_json(out / "claims.json", [asdict(c) for c in rows])
     seeds = sorted(table["seed"].unique().tolist())

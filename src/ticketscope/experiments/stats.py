@@ -21,7 +21,7 @@ Since p_adj >= p, a supported or sign-contradicted row always has a 95% interval
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import numpy as np
@@ -36,7 +36,7 @@ MAX_SEEDS = 10_000  # "seeds needed" is reported as more than this when the effe
 class Effect:
     """E = mean(A - B) with its interval and the two p values a verdict needs."""
 
-    test: str  # "paired t" | "Welch t"
+    test: str  # "paired t" | "Welch t" | "one-sample t" | "slope t"
     estimate: float
     lo: float  # 95% interval
     hi: float
@@ -62,17 +62,35 @@ def _effect(test: str, estimate: float, se: float, dof: float, delta: float, sd:
     return Effect(test, estimate, estimate - half, estimate + half, p, p_eq, sd, dof, n_a, n_b, seeds)
 
 
+def one_sample(x: pd.Series, delta: float, test: str = "one-sample t") -> Effect | None:
+    """t test of mean(x) = 0 over the seeds (index) of ``x``; None with fewer than two values."""
+    x = x.dropna()
+    if len(x) < 2:
+        return None
+    sd = float(x.std(ddof=1))
+    return _effect(test, float(x.mean()), sd / math.sqrt(len(x)), len(x) - 1, delta, sd, len(x), len(x),
+                   tuple(int(s) for s in x.index))
+
+
 def paired(a: pd.Series, b: pd.Series, delta: float) -> Effect | None:
     """Paired t over the seeds (index) both ``a`` and ``b`` have; None with fewer than two."""
     a, b = a.dropna(), b.dropna()
     common = a.index.intersection(b.index).sort_values()
-    d = (a.loc[common] - b.loc[common]).to_numpy(dtype=float)
-    n = len(d)
-    if n < 2:
-        return None
-    sd = float(d.std(ddof=1))
-    return _effect("paired t", float(d.mean()), sd / math.sqrt(n), n - 1, delta, sd, len(a), len(b),
-                   tuple(int(s) for s in common))
+    e = one_sample(a.loc[common] - b.loc[common], delta, "paired t")
+    return None if e is None else replace(e, n_a=len(a), n_b=len(b))
+
+
+def slopes(values: pd.DataFrame, x: str, y: str) -> pd.Series:
+    """Per seed, the least-squares slope of ``y`` on ``x`` (rows: seed, x, y); seeds with < 2 distinct x left out.
+
+    A trend across conditions that share seeds is then a one-sample t on these slopes (the seed is
+    the independent unit, as in a paired test).
+    """
+    out = {}
+    for seed, df in values.dropna(subset=[x, y]).groupby("seed"):
+        if df[x].nunique() >= 2:
+            out[seed] = float(np.polyfit(df[x].to_numpy(float), df[y].to_numpy(float), 1)[0])
+    return pd.Series(out, dtype=float)
 
 
 def welch(a: pd.Series, b: pd.Series, delta: float) -> Effect | None:
