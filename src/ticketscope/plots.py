@@ -119,7 +119,8 @@ def rf_grid(panels: Sequence[RFPanel], path: str | Path, title: str = "") -> Pat
     weights (signed colormap, symmetric per unit) with the pruned pixels greyed out; 1D inputs:
     signed bar plots with the kept connections ticked."""
     k = max(len(p.weights) for p in panels)
-    fig, axes = plt.subplots(len(panels), k + 1, figsize=(1.5 * k + 1.8, 1.75 * len(panels)), squeeze=False,
+    height = 1.75 * len(panels) + 0.45  # 0.45 inch on top for the two-line title
+    fig, axes = plt.subplots(len(panels), k + 1, figsize=(1.5 * k + 1.8, height), squeeze=False,
                              gridspec_kw={"width_ratios": [1.2] + [1] * k})
     for row, p in enumerate(panels):
         axes[row, 0].axis("off")
@@ -140,7 +141,7 @@ def rf_grid(panels: Sequence[RFPanel], path: str | Path, title: str = "") -> Pat
     legend = ("red +, blue -; ticks: kept connections" if len(panels[0].shape) == 1
               else "red +, blue -; grey: pruned pixels")
     fig.suptitle(f"{title}\n({legend})", fontsize=9)
-    fig.tight_layout(h_pad=0.6, w_pad=0.3)
+    fig.tight_layout(h_pad=0.6, w_pad=0.3, rect=(0, 0, 1, 1 - 0.45 / height))
     return save(fig, path)
 
 
