@@ -57,3 +57,19 @@ def test_open_sweep_lists_points_runs_and_the_joined_table(tmp_path):
     assert sorted(table["seed"].unique()) == [0, 1] and set(table["round"]) == {0, 1}
     with pytest.raises(TicketscopeError, match="not a finished sweep"):
         ticketscope.open_sweep(tmp_path / "runs")
+
+
+def test_a_run_directory_from_before_stream_versions_reads_as_version_1(tmp_path):
+    """analyze, report and open_run read config.yaml through load_run_config: no data.stream key = version 1,
+    so an old directory's probe sets come from the stream it trained on; a key present is kept."""
+    import yaml
+
+    from ticketscope.config import load_run_config
+
+    cfg = parse_config(merge(TINY, {"data": {"stream": 1}}))
+    raw = cfg.model_dump(mode="json")
+    del raw["data"]["stream"]
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(raw))
+    assert load_run_config(tmp_path).data.stream == 1 and load_run_config(tmp_path).digest() == cfg.digest()
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(parse_config(TINY).model_dump(mode="json")))
+    assert load_run_config(tmp_path).data.stream == 2

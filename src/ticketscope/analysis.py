@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 
 from . import plots
-from .config import RunConfig, load_config
+from .config import RunConfig, load_run_config
 from .data import Dataset, make_dataset
 from .errors import TicketscopeError
 from .io import read_json, write_json, write_table
@@ -110,7 +110,7 @@ def analyze_run(run_dir: str | Path, n_probe: int = 4096, figures: bool = True, 
     if stored is not None and stored.get("version", 1) != ANALYSIS_VERSION:
         log.warning("%s: recomputing an analysis of version %s with version %s", run, stored.get("version", 1),
                     ANALYSIS_VERSION)
-    cfg = load_config(run / "config.yaml")
+    cfg = load_run_config(run)
     device = resolve_device(cfg.device)
     ds = make_dataset(cfg.data)
     X, y = ds.test(n_probe, seed=derive_seed(cfg.seed, "analysis-probe"))

@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from .config import RunConfig, load_config
+from .config import RunConfig, load_run_config
 from .data import Dataset, make_dataset
 from .errors import TicketscopeError
 from .io import read_json
@@ -39,7 +39,7 @@ class Run:
 
     @cached_property
     def config(self) -> RunConfig:
-        return load_config(self.path / "config.yaml")
+        return load_run_config(self.path)
 
     @cached_property
     def complete(self) -> bool:

@@ -22,7 +22,17 @@ class _Strict(BaseModel):
 
 
 class DataConfig(_Strict):
-    """Which data set, its parameters, and how much of it to use."""
+    """Which data set, its parameters, and how much of it to use.
+
+    ``stream`` versions the synthetic sample streams (``ticketscope.data.stream``). A run keeps the
+    version it began with: a run directory's config.yaml written before the field existed has no
+    ``stream`` key and holds a version-1 run, which a config that does not set ``stream`` resumes on
+    version 1 (``runs._claim_directory``). In ``RunConfig.digest()`` version 1 is left out, so a
+    version-1 config hashes exactly as before the field existed, and every other version is hashed:
+    existing sweep directories keep their run names and are continued only by a sweep that asks for
+    ``data.stream: 1``; a sweep run again with the default gets new directories on version 2, so no
+    directory and no sweep mixes the two streams.
+    """
 
     name: Literal["nlgp", "cifar10", "mnist", "fashion-mnist", "natural"] = Field(
         "nlgp", description="data set (nlgp: synthetic non-linear Gaussian process; natural: offline scikit-image patches)")
@@ -43,6 +53,9 @@ class DataConfig(_Strict):
     n_test: int = Field(2000, ge=1, description="(samples) held-out evaluation set size")
     online: bool = Field(
         False, description="(flag) synthetic data only: draw a fresh mini-batch every step instead of a fixed training set")
+    stream: Literal[1, 2] = Field(
+        2, description="(version) synthetic data: sample stream; 2: float32 torch noise, batched transforms; "
+        "1: the stream from before versions existed (NumPy float64, block by block)")
 
     @field_validator("xis")
     @classmethod
@@ -148,9 +161,13 @@ class RunConfig(_Strict):
     def digest(self) -> str:
         """Hash of the resolved config (key order irrelevant): names sweep run directories.
 
-        Fields that cannot change results (label, thread count, data folder) are left out.
+        Fields that cannot change results (label, thread count, data folder) are left out, and so is
+        ``data.stream`` at version 1: such configs hash as they did before streams were versioned
+        (see :class:`DataConfig`), every other version is part of the hash.
         """
         fields = self.model_dump(mode="json", exclude={"name": True, "threads": True, "data": {"data_dir"}})
+        if fields["data"]["stream"] == 1:
+            del fields["data"]["stream"]
         blob = json.dumps(fields, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
@@ -191,6 +208,17 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
 def load_config(path: str | Path) -> RunConfig:
     return parse_config(load_yaml(path), str(path))
+
+
+def load_run_config(run_dir: str | Path) -> RunConfig:
+    """The config of a run directory, as the run was trained: a config.yaml written before sample
+    streams were versioned (no ``data.stream`` key) describes a version-1 run (see :class:`DataConfig`)."""
+    path = Path(run_dir) / "config.yaml"
+    raw = load_yaml(path)
+    data = raw.get("data") if isinstance(raw.get("data"), dict) else None
+    if data is not None and "stream" not in data:
+        raw = {**raw, "data": {**data, "stream": 1}}
+    return parse_config(raw, str(path))
 
 
 def dump_config(cfg: BaseModel) -> str:

@@ -24,18 +24,23 @@ is cut at L/2; e.g. L = 6, xi = 2): there R is the nearest PSD circulant matrix 
 the covariance the sampler produces.
 
 **Sampling.** On the torus R and Cov(x) are circulant (2D: block circulant with circulant blocks),
-so with w real white noise and lambda = DFT of the covariance's first row (clipped at 0),
-z = IDFT(sqrt(lambda) * DFT(w)) is the symmetric square root R^(1/2) applied to w: real, with
-covariance exactly R, at O(D log D) per sample; two real samples share one complex FFT pair. The
-Gaussian clone is sampled the same way with Cov(x) in place of R. Open boundaries use the dense
-symmetric square root from an eigendecomposition, cached per class.
+so their eigenvalues lambda are the DFT of the first row (clipped at 0) and sampling costs an FFT per
+sample. Version 1: z = IDFT(sqrt(lambda) * DFT(w)), w real white noise, is the symmetric square root
+R^(1/2) applied to w (two real samples share one complex FFT pair, float64). Version 2: the white
+noise is read as Fourier coefficients scaled by sqrt(lambda), so one real inverse FFT per row gives
+covariance exactly R (in 2D along the last axis, then the real Fourier basis along the first;
+:class:`~.stream.TorusSampler`), float32. The Gaussian clone is sampled the same way with Cov(x) in
+place of R. Open boundaries use a dense factor from an eigendecomposition, cached per class
+(version 2: of C1 along both axes for the field, (C1 (x) C1 + r I) / (1 + r) being diagonal in that
+basis; of the dense covariance for the clone). Version 2 folds the gain g / sqrt 2 into the factor
+ahead of the erf.
 
-**Stream layout.** ``sample(n, seed, offset)`` returns items ``offset .. offset + n - 1`` of an
-infinite stream. Item i has label ``i % num_classes`` (every window of a multiple of num_classes
-items is exactly balanced) and lives in block ``i // BLOCK``, whose white noise is drawn by a
-NumPy PCG64 generator seeded with ``derive_seed(seed, block)`` (float64 ziggurat normals: the same
-bits on every machine). Whole blocks are always computed, so any chunking of the stream gives the
-same bits as one call; the last block is cached for small consecutive calls (online training).
+**Stream layout** (:mod:`.stream`). ``sample(n, seed, offset)`` returns items ``offset .. offset + n - 1``
+of an infinite stream. Item i has label ``i % num_classes`` (every window of a multiple of
+num_classes items is exactly balanced) and lives in block ``i // BLOCK``, whose white noise is keyed
+by ``(seed, block)`` only, so any chunking of the stream gives the same bits as one call. Version 1
+(the stream before versions existed, kept bit for bit): NumPy PCG64 float64 normals, block by
+block. Version 2 (default): float32 ``torch.randn`` noise, many blocks transformed at once.
 """
 
 from __future__ import annotations
@@ -44,14 +49,19 @@ import math
 from collections.abc import Iterable, Sequence
 from numbers import Integral, Real
 
-import numpy as np
 import torch
 
 from ..seeding import derive_seed
 from .base import Dataset
-
-BLOCK = 256
-"""Samples per block of the stream (one generator seed per block)."""
+from .stream import (
+    LATEST,
+    VERSIONS,
+    BlockStream,
+    LinearSampler,
+    TorusSampler,
+    numpy_noise,
+    torch_noise,
+)
 
 
 def gamma(gain: float) -> float:
@@ -153,6 +163,8 @@ class NLGPTask(Dataset):
 
     With ``gaussian_clone=True`` class c is the Gaussian process N(0, Cov_c), Cov_c the exact
     NLGP covariance of class c (same first and second moments, no higher-order structure).
+    ``stream`` is the sample-stream version (:mod:`.stream`): 1 reproduces the stream from before
+    versions existed, 2 (default) is the fast one.
     """
 
     infinite = True
@@ -166,6 +178,7 @@ class NLGPTask(Dataset):
         gaussian_clone: bool = False,
         torus: bool = True,
         ridge: float = 1e-3,
+        stream: int = LATEST,
     ) -> None:
         _check(isinstance(L, Integral) and not isinstance(L, bool) and L >= 2, "L", "an integer >= 2", L)
         _check(dim in (1, 2), "dim", "1 or 2", dim)
@@ -175,17 +188,25 @@ class NLGPTask(Dataset):
         _check(all(math.isfinite(xi) and xi > 0 for xi in xis), "xis", "finite and > 0", xis)
         _check(math.isfinite(gain) and gain > 0, "gain", "finite and > 0", gain)
         _check(math.isfinite(ridge) and ridge >= 0, "ridge", "finite and >= 0", ridge)
+        _check(not isinstance(stream, bool) and stream in VERSIONS, "stream", f"one of {VERSIONS}", stream)
         self.L, self.dim, self.xis, self.gain = int(L), dim, tuple(map(float, xis)), float(gain)
-        self.gaussian_clone, self.torus, self.ridge = gaussian_clone, torus, float(ridge)
+        self.gaussian_clone, self.torus, self.ridge, self.stream = gaussian_clone, torus, float(ridge), int(stream)
         self.name = "nlgp-clone" if gaussian_clone else "nlgp"
         self.input_shape = (L,) * dim
         self.num_classes = len(xis)
         self._samplers: dict[int, torch.Tensor] = {}
-        self._last_block: tuple[tuple[int, int], torch.Tensor] | None = None
+        self._gaussian: TorusSampler | LinearSampler | None = None
+        labels = lambda key, start, count: self.labels(count, start)  # noqa: E731
+        if self.stream == 1:
+            self._stream = BlockStream(self.input_dim, self.input_shape, torch.float64, numpy_noise, labels,
+                                       self._transform_v1, batched=False)
+        else:
+            self._stream = BlockStream(self.input_dim, self._noise_shape(), torch.float32, torch_noise, labels,
+                                       self._transform_v2, batched=True)
 
     def __repr__(self) -> str:
         return (f"NLGPTask(L={self.L}, dim={self.dim}, xis={self.xis}, gain={self.gain:g}, "
-                f"gaussian_clone={self.gaussian_clone}, torus={self.torus}, ridge={self.ridge:g})")
+                f"gaussian_clone={self.gaussian_clone}, torus={self.torus}, ridge={self.ridge:g}, stream={self.stream})")
 
     def field_correlation(self, label: int) -> torch.Tensor:
         """The (D, D) float64 correlation R of class ``label``'s Gaussian field z."""
@@ -197,8 +218,8 @@ class NLGPTask(Dataset):
         return nlgp_covariance(self.field_correlation(label), self.gain)
 
     def _sampler(self, label: int) -> torch.Tensor:
-        """Class ``label``'s square root of the covariance of what is sampled (field, or clone):
-        the sqrt-spectrum on the torus, the dense (D, D) symmetric square root otherwise."""
+        """Version 1: class ``label``'s square root of the covariance of what is sampled (field, or
+        clone): the sqrt-spectrum on the torus, the dense (D, D) symmetric square root otherwise."""
         if label not in self._samplers:
             if self.torus:
                 k = torus_kernel(self.L, self.dim, self.xis[label], self.ridge)
@@ -208,38 +229,73 @@ class NLGPTask(Dataset):
                 self._samplers[label] = symmetric_sqrt(cov)
         return self._samplers[label]
 
-    def labels(self, n: int, offset: int = 0) -> torch.Tensor:
-        """Labels of stream items offset .. offset + n - 1: item i has label i % num_classes."""
-        return torch.arange(offset, offset + n) % self.num_classes
+    def _noise_shape(self) -> tuple[int, ...]:
+        """Version 2's white noise per item (see :meth:`gaussian_sampler`)."""
+        if self.torus:
+            return TorusSampler.noise_shape_for(self.L, self.dim)
+        return (self.input_dim,) if self.gaussian_clone else self.input_shape
 
-    def _block(self, seed: int, b: int) -> torch.Tensor:
-        """Stream items b*BLOCK .. (b+1)*BLOCK - 1, float32 (BLOCK, D); the last block is cached."""
-        if self._last_block is not None and self._last_block[0] == (seed, b):
-            return self._last_block[1]
-        noise = torch.from_numpy(np.random.default_rng(derive_seed(seed, b)).standard_normal((BLOCK, *self.input_shape)))
-        labels = self.labels(BLOCK, b * BLOCK)
-        out = torch.empty_like(noise)
+    def gaussian_sampler(self) -> TorusSampler | LinearSampler:
+        """Version 2's map from white noise to the Gaussian that is sampled, with covariance Cov_c
+        (clone) or (g^2 / 2) R_c (the field, with the gain g / sqrt 2 of the erf folded in). On the
+        torus the noise is read as Fourier coefficients (:class:`TorusSampler`); with open boundaries
+        class c's items are Q_c (S_c * w), Q_c the eigenbasis of the 1D kernel C1 (applied along both
+        axes in 2D) or, for the clone, of the dense covariance (:class:`LinearSampler`)."""
+        if self._gaussian is None:
+            scale = 1.0 if self.gaussian_clone else self.gain / math.sqrt(2)
+            if self.torus:
+                spectra = []
+                for xi in self.xis:
+                    k = torus_kernel(self.L, self.dim, xi, self.ridge)
+                    spectra.append(torch.fft.fftn(nlgp_covariance(k, self.gain) if self.gaussian_clone else k).real)
+                self._gaussian = TorusSampler(self.L, self.dim, spectra, scale)
+            elif self.gaussian_clone:  # the arcsin breaks the Kronecker structure: dense eigenbasis
+                bases, scales = [], []
+                for c in range(self.num_classes):
+                    lam, vec = torch.linalg.eigh(self.covariance(c))
+                    bases.append(vec)
+                    scales.append(lam.clamp_min(0).sqrt())
+                self._gaussian = LinearSampler((self.input_dim,), bases, torch.stack(scales))
+            else:  # (C1 (x) C1 + r I) / (1 + r) is diagonal in the eigenbasis of C1 (x) C1
+                bases, scales = [], []
+                for xi in self.xis:
+                    lam, vec = torch.linalg.eigh(field_covariance_1d(self.L, xi, torus=False))
+                    lam = lam if self.dim == 1 else torch.outer(lam, lam)
+                    bases.append(vec)
+                    scales.append(((lam + self.ridge) / (1 + self.ridge)).clamp_min(0).sqrt())
+                self._gaussian = LinearSampler(self.input_shape, bases, scale * torch.stack(scales))
+        return self._gaussian
+
+    def _transform_v1(self, noise: torch.Tensor, labels: torch.Tensor, out: torch.Tensor) -> None:
+        """Version 1, one block: each class's float64 noise through its square root (FFT pairs on the
+        torus), the erf unless a clone, then float32."""
+        x = torch.empty_like(noise)
         for c in range(self.num_classes):
             w = noise[labels == c]
             s = self._sampler(c)
             z = sample_circulant(w, s) if self.torus else (w.reshape(len(w), -1) @ s).reshape(w.shape)
-            out[labels == c] = z if self.gaussian_clone else nlgp_transform(z, self.gain)
-        block = out.reshape(BLOCK, -1).to(torch.float32)
-        self._last_block = ((seed, b), block)
-        return block
+            x[labels == c] = z if self.gaussian_clone else nlgp_transform(z, self.gain)
+        out.copy_(x.reshape(len(noise), -1))
 
-    def sample(self, n: int, seed: int = 0, offset: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-        """Items offset .. offset + n - 1 of the stream for ``seed``: X float32 (n, D), y int64 (n,)."""
+    def _transform_v2(self, noise: torch.Tensor, labels: torch.Tensor, out: torch.Tensor) -> None:
+        """Version 2, any number of blocks: one batched linear map, then (NLGP) erf(.) / sqrt(gamma) in place."""
+        self.gaussian_sampler()(noise, labels, out)
+        if not self.gaussian_clone:
+            torch.erf(out, out=out).mul_(1 / math.sqrt(gamma(self.gain)))
+
+    def labels(self, n: int, offset: int = 0) -> torch.Tensor:
+        """Labels of stream items offset .. offset + n - 1: item i has label i % num_classes."""
+        return torch.arange(offset, offset + n) % self.num_classes
+
+    def _check_window(self, n: int, offset: int) -> None:
         _check(isinstance(n, Integral) and n >= 0, "n", "an integer >= 0", n)
         _check(isinstance(offset, Integral) and offset >= 0, "offset", "an integer >= 0", offset)
-        X = torch.empty(n, self.input_dim)
-        done = 0
-        while done < n:
-            b, skip = divmod(offset + done, BLOCK)
-            take = min(BLOCK - skip, n - done)
-            X[done:done + take] = self._block(seed, b)[skip:skip + take]
-            done += take
-        return X, self.labels(n, offset)
+
+    def sample(self, n: int, seed: int = 0, offset: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Items offset .. offset + n - 1 of the stream for ``seed``: X float32 (n, D), y int64 (n,).
+        Many consecutive batches at once: one call with n = steps * batch size."""
+        self._check_window(n, offset)
+        return self._stream.sample(int(n), (seed,), int(offset))
 
     def _split(self, n: int | None, seed: int, split: str) -> tuple[torch.Tensor, torch.Tensor]:
         _check(n is not None, "n", "an integer >= 0 (a synthetic data set has no fixed size)", n)

@@ -26,7 +26,7 @@ import pandas as pd
 
 from .. import plots
 from ..analysis import analyze_run, ranked_units, rf_panels
-from ..config import load_config
+from ..config import load_run_config
 from ..errors import TicketscopeError
 from ..io import atomic_write_text, read_json, write_json, write_table
 from ..runs import completed_rounds, load_round_file
@@ -54,7 +54,7 @@ def collect(sweep_dir: Path, n_probe: int = 4096) -> tuple[pd.DataFrame, list[st
     frames, fields = [], []
     for run in runs:
         analysis = analyze_run(run, n_probe=n_probe)
-        flat = _flatten(load_config(run / "config.yaml").model_dump(mode="json"))
+        flat = _flatten(load_run_config(run).model_dump(mode="json"))
         fields.append(flat)
         df = pd.read_parquet(analysis / "rounds.parquet")
         for k, v in flat.items():
