@@ -114,9 +114,19 @@ class TrainConfig(_Strict):
 class PruneConfig(_Strict):
     """Pruning method and schedule (Frankle & Carbin; late rewinding: Frankle et al. 2020)."""
 
-    method: Literal["imp", "oneshot", "random", "cavity"] = Field(
-        "imp", description="imp: iterative magnitude; oneshot: magnitude of the dense trained net; random; "
-        "cavity: remove weights whose removal most raises non-Gaussianity")
+    @field_validator("method")
+    @classmethod
+    def _registered(cls, v: str) -> str:
+        from .pruning import RULES  # the registry, filled by ticketscope.pruning and by users' @register
+
+        if v not in RULES:
+            raise ValueError(f"no pruning rule named {v!r}; the registered rules are {', '.join(sorted(RULES))}")
+        return v
+
+    method: str = Field(
+        "imp", description="a registered pruning rule (ticketscope.pruning.RULES): imp: iterative magnitude; "
+        "oneshot: magnitude of the dense trained net; random; cavity: remove weights whose removal most raises "
+        "non-Gaussianity; or your own, registered with @ticketscope.pruning.register")
     fraction: float = Field(0.2, gt=0, lt=1, description="(fraction of remaining weights) removed per round")
     scope: Literal["layerwise", "global"] = Field(
         "layerwise", description="threshold per layer or across layers (global: every method matches IMP's overall "
