@@ -176,3 +176,17 @@ def test_config_errors_name_the_field(tmp_path):
     (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
     with pytest.raises(TicketscopeError, match="mapping"):
         load_config(tmp_path / "list.yaml")
+
+
+def test_busy_run_inside_an_ensemble_is_reported_and_the_others_finish(tmp_path):
+    from ticketscope.runs import run_ensemble
+
+    cfgs = [parse_config(merge(TINY, {"seed": s, "threads": 1, "prune": {"rounds": 1}})) for s in (0, 1)]
+    with exclusive_lock(tmp_path / "busy"):
+        out = run_ensemble([(cfgs[0], tmp_path / "busy"), (cfgs[1], tmp_path / "free")], progress=False,
+                           errors="return")
+    assert isinstance(out[0], TicketscopeError) and "another process" in str(out[0])
+    assert list(out[1]["round"]) == [0, 1] and (tmp_path / "free" / "run.json").exists()
+    # and the busy one, run later on its own, matches what it would have been inside the ensemble
+    again = run_ensemble([(cfgs[0], tmp_path / "busy"), (cfgs[1], tmp_path / "free")], progress=False)
+    assert list(again[0]["round"]) == [0, 1]

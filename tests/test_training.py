@@ -73,3 +73,29 @@ def test_divergence_names_round_and_step():
         model.layers[0].weight.mul_(float("nan"))
     with pytest.raises(TicketscopeError, match=r"round 3 at step 5"):
         train(model, batches, TrainConfig(steps=10), 5, 10, 3)
+
+
+def test_chunked_batches_are_the_step_batches():
+    """The ensemble reads many steps at once: the same mini-batches as step by step."""
+    _, batches, _ = _setup()
+    steps = range(3, 3 + 2 * batches.per_epoch + 1)  # across two epoch boundaries
+    idx = batches.indices(steps.start, steps.stop)
+    for row, step in zip(idx, steps):
+        X, y = batches.batch(step)
+        assert torch.equal(batches.X[row], X) and torch.equal(batches.y[row], y)
+    from ticketscope.data import NLGPTask
+    online = BatchSource(16, torch.device("cpu"), 5, dataset=NLGPTask(L=6, dim=1))
+    X, y = online.online(4, 7)
+    assert torch.equal(X[16:32], online.batch(5)[0]) and torch.equal(y[16:32], online.batch(5)[1])
+
+
+def test_train_is_an_ensemble_of_one():
+    """``train`` on an FCN gives the bits of the same network trained by the ensemble engine."""
+    from ticketscope.ensemble import Member, train_ensemble
+
+    model, batches, _ = _setup()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    cfg = TrainConfig(steps=15, optimizer="adam", lr=0.01)
+    train(model, batches, cfg, 0, 15, 0)
+    engine = train_ensemble([Member(model.cfg, cfg, state, batches)], 0, 15).states[0]
+    assert all(torch.equal(v, engine[k]) for k, v in model.state_dict().items())

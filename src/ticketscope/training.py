@@ -3,13 +3,17 @@
 Mini-batch ``t`` is a pure function of (seed, t): a seeded permutation per epoch of an
 in-memory training set, or, online, items ``t*B .. (t+1)*B`` of the data set's sample stream.
 So a round restarted at step k (late rewinding, resume) sees exactly the same data.
+
+The training itself is the ensemble trainer's (:mod:`ticketscope.ensemble`): :func:`train` trains
+one ``FCN`` as an ensemble of one, so a network trained here gets the same bits as the same
+network inside any ensemble.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -47,20 +51,40 @@ class BatchSource:
             raise TicketscopeError("train.epochs needs a fixed training set; with data.online give train.steps")
         return max(1, math.ceil(cfg.epochs * self.per_epoch))
 
-    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.dataset is not None:
-            X, y = self.dataset.sample(self.B, seed=self.seed, offset=step * self.B)
-            return X.to(self.device), y.to(self.device)
-        epoch, i = divmod(step, self.per_epoch)
+    def _epoch_perm(self, epoch: int) -> torch.Tensor:
         if epoch != self._epoch:
             perm = torch.randperm(len(self.X), generator=generator(self.seed, "order", epoch))
             self._epoch, self._perm = epoch, perm.to(self.X.device)
-        idx = self._perm[i * self.B:(i + 1) * self.B]
+        return self._perm
+
+    def indices(self, start: int, stop: int) -> torch.Tensor:
+        """Fixed set: (stop - start, B) rows of ``X`` forming the mini-batches of steps start..stop-1."""
+        out = torch.empty(stop - start, self.B, dtype=torch.long, device=self.X.device)
+        step = start
+        while step < stop:
+            epoch, i = divmod(step, self.per_epoch)
+            n = min(stop - step, self.per_epoch - i)
+            out[step - start:step - start + n] = self._epoch_perm(epoch)[i * self.B:(i + n) * self.B].view(n, self.B)
+            step += n
+        return out
+
+    def online(self, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Online: the samples of steps start..stop-1 in one call, X (n*B, D) and y (n*B,) (CPU)."""
+        return self.dataset.sample((stop - start) * self.B, seed=self.seed, offset=start * self.B)
+
+    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.dataset is not None:
+            X, y = self.online(step, step + 1)
+            return X.to(self.device), y.to(self.device)
+        idx = self.indices(step, step + 1)[0]
         return self.X[idx], self.y[idx]
 
 
-def make_optimizer(model: FCN, cfg: TrainConfig) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
+def make_optimizer(params: FCN | Iterable[torch.Tensor], cfg: TrainConfig) -> torch.optim.Optimizer:
+    """The configured optimizer over a model's parameters or over given tensors (stacked ensembles)."""
+    if isinstance(params, torch.nn.Module):
+        params = [p for p in params.parameters() if p.requires_grad]
+    params = list(params)
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0,
@@ -110,33 +134,36 @@ def train(model: FCN, batches: BatchSource, cfg: TrainConfig, start: int, total:
           round_: int, hooks: TrainHooks | None = None) -> None:
     """Train ``model`` from step ``start`` to ``total`` (masks re-applied after every step).
 
-    The optimizer starts fresh (no momentum carried over a rewind). A non-finite loss raises a
-    ``TicketscopeError`` naming the round and step.
+    An ensemble of one (:func:`ticketscope.ensemble.train_ensemble`); ``model`` holds the trained
+    state afterwards (and at every hook call). The optimizer starts fresh (no momentum carried
+    over a rewind). A non-finite loss raises a ``TicketscopeError`` naming the round and step.
     """
-    # Subnormal floats (decaying momentum of tiny gradients) make CPU arithmetic ~30x slower;
-    # flushing them to zero changes nothing measurable and keeps results deterministic.
-    torch.set_flush_denormal(True)
+    from .ensemble import Member, train_ensemble
+
     hooks = hooks or TrainHooks()
-    opt = make_optimizer(model, cfg)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: lr_factor(start + i, total, cfg))
+
+    def load(state: dict[str, torch.Tensor]) -> None:
+        model.load_state_dict(state)
+
+    def snapshot(step: int, state: dict[str, torch.Tensor]) -> None:
+        load(state)
+        hooks.on_snapshot(step)
+
+    def evaluate_at(step: int, state: dict[str, torch.Tensor]) -> None:
+        load(state)
+        hooks.on_eval(step)
+
+    def each_step(step: int, get_state: Callable[[], dict[str, torch.Tensor]]) -> None:
+        load(get_state())
+        hooks.on_step(step)
+
+    member = Member(model.cfg, cfg, {k: v.detach() for k, v in model.state_dict().items()}, batches, round_,
+                    label="the model", snapshot_at=hooks.snapshot_at,
+                    on_snapshot=snapshot if hooks.on_snapshot is not None else None,
+                    on_eval=evaluate_at if hooks.on_eval is not None else None,
+                    on_step=each_step if hooks.on_step is not None else None)
+    result = train_ensemble([member], start, total)
+    if result.errors[0] is not None:
+        raise result.errors[0]
+    load(result.states[0])
     model.train()
-    for step in range(start, total):
-        if hooks.on_snapshot is not None and step == hooks.snapshot_at:
-            hooks.on_snapshot(step)
-        if hooks.on_eval is not None and cfg.eval_every and step % cfg.eval_every == 0 and step > start:
-            hooks.on_eval(step)
-        X, y = batches.batch(step)
-        loss = loss_fn(model(X), y, cfg.loss)
-        if not torch.isfinite(loss):
-            raise TicketscopeError(
-                f"training diverged in round {round_} at step {step}: loss = {loss.item()}; "
-                "lower train.lr or check the data")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        model.apply_masks()
-        if hooks.on_step is not None:
-            hooks.on_step(step)
-    if hooks.on_snapshot is not None and hooks.snapshot_at == total:
-        hooks.on_snapshot(total)

@@ -1,0 +1,176 @@
+"""Ensemble training: the demo's 40 runs as one ensemble vs one at a time, and the engine vs bare GEMMs.
+
+(a) The demo preset's 40 runs (its base config x grid: data vs Gaussian clone, four pruning
+    methods, five seeds), with a shorter budget for both arms (``--steps``, ``--rounds``), trained
+    by ``run_ensemble`` as one ensemble and one run at a time (``run_ensemble`` on each run alone,
+    i.e. the same code). Prints the training wall time (sum of the runs' ``train_time_s``: the
+    training steps with their mini-batches; evaluation, pruning and checkpoints excluded) and the
+    wall time of the whole call, for each arm. Target: training >= 5x faster as one ensemble.
+(b) Training cost per run-step inside an ensemble of R runs with the demo's network (64-32-2,
+    batch 128, SGD with momentum, masks) on a fixed in-memory training set, against the floor:
+    the same batched matmuls written bare (contiguous ``torch.bmm`` forward, backward, SGD
+    momentum update, one mask multiply) in the same process. Target: within 3x.
+
+The machine may be shared: every number is the minimum over ``--repeat`` repetitions, all taken
+in one process on the same machine.
+
+    python benchmarks/bench_ensemble.py [--steps 300] [--rounds 1] [--repeat 3] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from ticketscope.config import ModelConfig, RunConfig, TrainConfig
+from ticketscope.ensemble import Member, train_ensemble
+from ticketscope.experiments.presets import preset_path
+from ticketscope.experiments.sweep import load_sweep
+from ticketscope.models import FCN
+from ticketscope.runs import run_ensemble
+from ticketscope.training import BatchSource
+
+
+def demo_configs(steps: int, rounds: int) -> list[RunConfig]:
+    configs = []
+    for point in load_sweep(preset_path("demo")).points():
+        cfg = point.config
+        configs.append(cfg.model_copy(update={
+            "train": cfg.train.model_copy(update={"steps": steps}),
+            "prune": cfg.prune.model_copy(update={"rounds": rounds})}))
+    return configs
+
+
+def time_arm(configs: list[RunConfig], together: bool) -> tuple[float, float]:
+    """(training seconds, wall seconds) of all runs, in a fresh temporary directory."""
+    with tempfile.TemporaryDirectory() as d:
+        items = [(cfg, Path(d) / f"run{i}") for i, cfg in enumerate(configs)]
+        t = time.perf_counter()
+        if together:
+            tables = run_ensemble(items, progress=False)
+        else:
+            tables = [run_ensemble([item], progress=False)[0] for item in items]
+        wall = time.perf_counter() - t
+    return float(sum(table["train_time_s"].sum() for table in tables)), wall
+
+
+def previous_trainer_step_seconds(cfg: RunConfig, steps: int) -> float:
+    """Seconds per step of the trainer before ensembles (autograd on one FCN, a mini-batch drawn
+    per step, a host sync per step for the divergence check), on one demo run: for scale."""
+    from ticketscope.runs import RunData
+    from ticketscope.training import loss_fn, lr_factor, make_optimizer
+
+    data = RunData.build(cfg, torch.device("cpu"))
+    model = FCN(data.dataset.input_dim, data.dataset.num_classes, cfg.model)
+    model.reset_parameters(torch.Generator().manual_seed(0))
+    opt = make_optimizer(model, cfg.train)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: lr_factor(i, steps, cfg.train))
+    model.train()
+    t = time.perf_counter()
+    for step in range(steps):
+        X, y = data.batches.batch(step)
+        loss = loss_fn(model(X), y, cfg.train.loss)
+        if not torch.isfinite(loss):
+            raise RuntimeError("diverged")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        model.apply_masks()
+    return (time.perf_counter() - t) / steps
+
+
+def engine_step_seconds(R: int, steps: int, B: int = 128, D: int = 64, K: int = 32) -> float:
+    """Seconds per step of the ensemble engine for R runs (fixed training sets, SGD, masks)."""
+    model_cfg = ModelConfig(hidden=(K,))
+    train_cfg = TrainConfig(steps=steps, batch_size=B, lr=0.05, momentum=0.9)
+    members = []
+    for r in range(R):
+        g = torch.Generator().manual_seed(r)
+        X, y = torch.randn(8192, D, generator=g), torch.randint(0, 2, (8192,), generator=g)
+        model = FCN(D, 2, model_cfg)
+        model.reset_parameters(g)
+        model.set_masks({"layers.0": (torch.rand(K, D, generator=g) < 0.5).float()})
+        members.append(Member(model_cfg, train_cfg, model.state_dict(), BatchSource(B, torch.device("cpu"), r, X=X, y=y)))
+    train_ensemble(members, 0, 5)  # warm-up
+    return train_ensemble(members, 0, steps).train_time_s / steps
+
+
+def bare_step_seconds(R: int, steps: int, B: int = 128, D: int = 64, K: int = 32) -> float:
+    """Seconds per step of the same batched network written bare: the floor."""
+    X, y = torch.randn(R, B, D), torch.randint(0, 2, (R, B))
+    W0, b0 = torch.randn(R, K, D) * 0.1, torch.zeros(R, 1, K)
+    W1, b1 = torch.randn(R, 2, K) * 0.1, torch.zeros(R, 1, 2)
+    params = [W0, b0, W1, b1]
+    bufs = [torch.zeros_like(p) for p in params]
+    mask = (torch.rand(R, K, D) < 0.5).float()
+    onehot = torch.nn.functional.one_hot(y, 2).float()
+
+    def step() -> None:
+        h = torch.baddbmm(b0, X, W0.transpose(1, 2))
+        a = h.clamp_min(0)
+        z = torch.baddbmm(b1, a, W1.transpose(1, 2))
+        dz = (torch.softmax(z, -1) - onehot) / B
+        gW1, gb1 = torch.bmm(dz.transpose(1, 2), a), dz.sum(1, keepdim=True)
+        dh = torch.bmm(dz, W1) * (h > 0)
+        gW0, gb0 = torch.bmm(dh.transpose(1, 2), X), dh.sum(1, keepdim=True)
+        for p, g, m in zip(params, (gW0, gb0, gW1, gb1), bufs):
+            m.mul_(0.9).add_(g)
+            p.add_(m, alpha=-0.05)
+        W0.mul_(mask)
+
+    for _ in range(5):
+        step()
+    t = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return (time.perf_counter() - t) / steps
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--steps", type=int, default=300, help="training steps per round (both arms)")
+    p.add_argument("--rounds", type=int, default=1, help="pruning rounds after round 0 (both arms)")
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--engine-steps", type=int, default=300)
+    p.add_argument("--skip-demo", action="store_true")
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; minimum of {args.repeat} repetitions "
+          "(the machine may be shared with other jobs)")
+
+    if not args.skip_demo:
+        configs = demo_configs(args.steps, args.rounds)
+        print(f"\n(a) demo preset: {len(configs)} runs, {args.steps} steps x {args.rounds + 1} rounds each")
+        ens = [time_arm(configs, True) for _ in range(args.repeat)]
+        one = [time_arm(configs, False) for _ in range(args.repeat)]
+        te, we = min(t for t, _ in ens), min(w for _, w in ens)
+        to, wo = min(t for t, _ in one), min(w for _, w in one)
+        print(f"  one ensemble:     training {te:7.2f} s   whole call {we:7.2f} s")
+        print(f"  one at a time:    training {to:7.2f} s   whole call {wo:7.2f} s")
+        print(f"  speed-up:         training {to / te:7.2f} x  whole call {wo / we:7.2f} x   (target >= 5x on training)")
+        run_steps = len(configs) * args.steps * (args.rounds + 1)
+        prev = min(previous_trainer_step_seconds(configs[0], args.steps) for _ in range(args.repeat)) * run_steps
+        print(f"  for scale, one at a time through the trainer before ensembles (autograd, a batch drawn per step):")
+        print(f"                    training {prev:7.2f} s (per-step cost of one demo run x {run_steps} run-steps)"
+              f" = {prev / te:.1f} x the ensemble's")
+        print(f"  per run-step:     ensemble {te / run_steps * 1e6:.1f} us, one at a time {to / run_steps * 1e6:.1f} us, "
+              f"previous trainer {prev / run_steps * 1e6:.1f} us")
+
+    print(f"\n(b) training cost per run-step, demo network 64-32-2, batch 128, fixed training sets")
+    print(f"  {'runs':>4} {'engine us/run-step':>19} {'bare bmm us/run-step':>21} {'ratio':>6}")
+    for R in (1, 8, 40):
+        eng = min(engine_step_seconds(R, args.engine_steps) for _ in range(args.repeat))
+        bare = min(bare_step_seconds(R, args.engine_steps) for _ in range(args.repeat))
+        print(f"  {R:>4} {eng / R * 1e6:>19.1f} {bare / R * 1e6:>21.1f} {eng / bare:>6.2f}")
+    print("  (target: engine within 3x of the bare floor)")
+
+
+if __name__ == "__main__":
+    main()
