@@ -94,11 +94,14 @@ def _as_images(w: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def _rf_1d(ax: plt.Axes, w: np.ndarray, m: np.ndarray) -> None:
-    """A 1D receptive field: signed bars by position, kept connections ticked along the bottom."""
-    x = np.arange(len(w))
+    """A 1D receptive field: signed bars by position (two step artists, not one patch per bar), kept
+    connections ticked along the bottom."""
+    edges = np.arange(len(w) + 1) - 0.5
     v = float(np.abs(w).max()) or 1.0
-    ax.bar(x, w, width=1.0, color=np.where(w >= 0, "#c0392b", "#2e6fb5"))
-    ax.plot(x[m > 0], np.full(int((m > 0).sum()), -1.1 * v), "|", color="k", ms=4)
+    ax.stairs(np.maximum(w, 0), edges, fill=True, color="#c0392b", lw=0)
+    ax.stairs(np.minimum(w, 0), edges, fill=True, color="#2e6fb5", lw=0)
+    kept = np.flatnonzero(m > 0)
+    ax.plot(kept, np.full(len(kept), -1.1 * v), "|", color="k", ms=4)
     ax.set_ylim(-1.2 * v, 1.05 * v)
     ax.set_xlim(-0.5, len(w) - 0.5)
 
