@@ -1,10 +1,16 @@
-"""Sweeps: grid expansion, content-addressed runs, skip and resume, the local process pool, failures."""
+"""Sweeps: grid expansion, content-addressed runs, skip and resume, the local process pool, failures,
+worker processes killed by the OS, hung tasks, and two sweep commands sharing one directory."""
 
 import copy
 import itertools
 import json
+import os
+import signal
 import subprocess
 import sys
+import threading
+import time
+from collections import Counter
 from pathlib import Path
 
 import pandas as pd
@@ -13,8 +19,11 @@ import torch
 
 from ticketscope.config import DataConfig, RunConfig, TrainConfig
 from ticketscope.errors import TicketscopeError
+from ticketscope.experiments import executors
 from ticketscope.experiments import sweep as sweep_mod
+from ticketscope.experiments.executors import Job, Options, run_local
 from ticketscope.experiments.sweep import Outcome, Sweep, load_sweep, run_sweep, sweep_runs
+from ticketscope.io import exclusive_lock
 from ticketscope.runs import run_experiment
 
 TINY = {
@@ -22,6 +31,15 @@ TINY = {
     "model": {"hidden": [8]},
     "train": {"steps": 30, "batch_size": 32, "n_eval_train": 128},
     "prune": {"rounds": 1},
+}
+
+
+# runs long enough (a few seconds, two pruning rounds) to be interrupted between rounds
+SLOW = {
+    "data": {"name": "nlgp", "L": 6, "dim": 2, "n_train": 256, "n_test": 128, "xis": [1.0, 2.0]},
+    "model": {"hidden": [8]},
+    "train": {"steps": 60, "batch_size": 32, "n_eval_train": 128},
+    "prune": {"rounds": 2},
 }
 
 
@@ -45,6 +63,35 @@ def assert_same_run(a: Path, b: Path) -> None:
 
 def mtimes(root: Path) -> dict[str, int]:
     return {p.relative_to(root).as_posix(): p.stat().st_mtime_ns for p in root.rglob("*")}
+
+
+class Killer(threading.Thread):
+    """SIGKILLs the process working on ``run_dir`` once its round 0 is written (pid from the run lock)."""
+
+    def __init__(self, run_dir: Path, timeout_s: float = 120.0) -> None:
+        super().__init__(daemon=True)
+        self.run_dir, self.deadline = run_dir, time.monotonic() + timeout_s
+        self.pid: int | None = None
+        self.complete_when_killed = True
+        self.round0: dict[str, int] = {}
+
+    def run(self) -> None:
+        while time.monotonic() < self.deadline:
+            if (self.run_dir / "rounds" / "000" / "round.json").exists():
+                self.pid = int((self.run_dir / ".lock").read_text())
+                self.round0 = mtimes(self.run_dir / "rounds" / "000")
+                self.complete_when_killed = (self.run_dir / "run.json").exists()
+                os.kill(self.pid, signal.SIGKILL)
+                return
+            time.sleep(0.005)
+
+
+def gone(pid: int) -> bool:
+    """The process exited (a zombie counts: it runs no more code)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] in "ZX"
+    except (FileNotFoundError, ProcessLookupError):
+        return True
 
 
 @pytest.fixture
@@ -164,37 +211,158 @@ def test_rerun_skips_complete_runs_resumes_killed_ones_and_runs_only_new_points(
     assert new[1:] == old[1:]
 
 
-def test_local_pool_matches_serial_runs(tmp_path, one_thread):
+def test_a_run_error_in_the_worker_becomes_a_failed_outcome(monkeypatch, tmp_path):
+    def boom(*args, **kwargs):
+        raise ValueError("boom")
+
+    monkeypatch.setattr("ticketscope.runs.run_experiment", boom)
+    (point,) = tiny_sweep({}).points()
+    job = Job(point.digest, point.config, str(tmp_path / "run"))
+    [(digest, outcome)] = executors.execute_task((job,), torch.get_num_threads())
+    assert digest == point.digest
+    assert (outcome.status, outcome.error) == ("failed", "ValueError: boom") and outcome.wall_s >= 0
+
+
+def test_a_run_locked_by_another_process_is_busy_not_failed(tmp_path):
+    (point,) = tiny_sweep({}).points()
+    job = Job(point.digest, point.config, str(tmp_path / "run"))
+    with exclusive_lock(tmp_path / "run"):  # as another process running this point would
+        [(_, outcome)] = executors.execute_task((job,), torch.get_num_threads())
+    assert outcome.status == "busy" and "another process is already working" in outcome.error
+    assert not (tmp_path / "run" / "config.yaml").exists()
+
+
+def test_killed_local_worker_is_retried_and_the_other_points_go_on(monkeypatch, tmp_path, one_thread):
+    """A pool worker SIGKILLed mid-run (as by the OOM killer): its point is retried in a fresh process and
+    resumed while the others go on; every point ends ok exactly once, bit-identical to serial runs."""
+    yielded, local = [], sweep_mod.EXECUTORS["local"]
+
+    def recording(*args, **kwargs):
+        for digest, outcome in local(*args, **kwargs):
+            yielded.append((digest, outcome.status))
+            yield digest, outcome
+
+    monkeypatch.setitem(sweep_mod.EXECUTORS, "local", recording)
     path = tmp_path / "methods.yaml"
-    path.write_text(json.dumps({"base": TINY, "grid": {"prune.method": ["imp", "random"], "seed": [0, 1]}}))
+    path.write_text(json.dumps({"base": SLOW, "grid": {"prune.method": ["imp"], "seed": [0, 1]}}))
     sweep = load_sweep(path)
+    points = sweep.points()
+    victim = tmp_path / "sweep" / "runs" / points[0].digest
+    killer = Killer(victim)
+    killer.start()
     df = run_sweep(sweep, tmp_path / "sweep", workers=2, threads=1, progress=False)
-    assert df.status.tolist() == ["ok"] * 4
-    assert list(df.columns) == ["point", "digest", "prune.method", "seed", "status", "error", "run_dir", "wall_s"]
-    assert list(zip(df["prune.method"], df.seed)) == [("imp", 0), ("imp", 1), ("random", 0), ("random", 1)]
-    for p, run_dir in zip(sweep.points(), df.run_dir):
+    killer.join()
+
+    assert killer.pid is not None and killer.pid != os.getpid(), "no worker was killed"
+    assert not killer.complete_when_killed, "the run finished before the kill: lengthen the runs"
+    assert gone(killer.pid)
+    assert df.status.tolist() == ["ok"] * 2, df.error.tolist()
+    assert Counter(yielded) == {(p.digest, "ok"): 1 for p in points}  # once each, nothing failed
+    assert int((victim / ".lock").read_text()) != killer.pid  # another worker finished it...
+    assert mtimes(victim / "rounds" / "000") == killer.round0  # ...by resuming: round 0 was not redone
+    for p, run_dir in zip(points, df.run_dir):  # every checkpoint's bytes, metrics and run.json
         run_experiment(p.config, tmp_path / "serial" / p.digest, progress=False)
         assert_same_run(tmp_path / "sweep" / run_dir, tmp_path / "serial" / p.digest)
+
+    assert list(df.columns) == ["point", "digest", "prune.method", "seed", "status", "error", "run_dir", "wall_s"]
+    assert list(zip(df["prune.method"], df.seed)) == [("imp", 0), ("imp", 1)]
     assert load_sweep(tmp_path / "sweep" / "sweep.yaml") == sweep and sweep.name == "methods"
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "sweep" / "summary.parquet")[["digest", "seed"]],
                                   df[["digest", "seed"]], check_dtype=False)
     pd.testing.assert_frame_equal(sweep_runs(tmp_path / "sweep"), df[["digest", "prune.method", "seed", "run_dir"]])
 
 
-def test_a_run_error_in_the_worker_becomes_a_failed_outcome(monkeypatch, tmp_path):
-    def boom(*args, **kwargs):
-        raise ValueError("boom")
+def die_hang_or_finish(task, threads):
+    """A worker function for the pool's fault tests: its job's digest says what to do."""
+    (job,) = task
+    if job.digest == "die":
+        os.kill(os.getpid(), signal.SIGKILL)
+    if job.digest == "hang":
+        time.sleep(600)
+    return [(job.digest, Outcome("ok", None, 0.0))]
 
-    monkeypatch.setattr(sweep_mod, "run_experiment", boom)
-    (point,) = tiny_sweep({}).points()
-    outcome = sweep_mod._execute(point.config, str(tmp_path), torch.get_num_threads())
-    assert (outcome.status, outcome.error) == ("failed", "ValueError: boom") and outcome.wall_s >= 0
 
-    def died() -> Outcome:
-        raise RuntimeError("worker exited")
+def test_local_pool_reports_workers_that_die_too_often_and_hung_tasks(tmp_path):
+    cfg = RunConfig()
+    tasks = [(Job(name, cfg, str(tmp_path / name)),) for name in ("die", "hang", "fine")]
+    got = dict(run_local(tasks, Options(workers=3, retries=0, task_timeout_s=1.0, poll_s=0.05),
+                         worker=die_hang_or_finish))
+    assert got["fine"] == Outcome("ok", None, 0.0)
+    assert got["die"].status == "failed" and "died 1 time(s) (killed by SIGKILL" in got["die"].error
+    assert got["hang"].status == "failed" and got["hang"].error.startswith("hung: still running after")
+    assert "1 s" in got["hang"].error
 
-    assert sweep_mod._collect(died) == Outcome("failed", "the worker running this point died or failed: "
-                                                         "RuntimeError: worker exited")
+
+def test_a_point_another_process_runs_is_waited_for_then_skipped_or_run_here(monkeypatch, tmp_path):
+    """The sweep's side of cooperation, in one process: a point whose run is locked elsewhere is
+    waited for; reported skipped when the other process completed it, run here when it did not."""
+    sweep = tiny_sweep({"seed": [0, 1]})
+    (p0, p1), runs = sweep.points(), tmp_path / "runs"
+    calls = []
+
+    def executor(tasks, options):
+        calls.append(sorted(job.digest for (job,) in tasks))
+        for (job,) in tasks:
+            yield job.digest, Outcome("busy" if len(calls) == 1 else "ok", None, 0.0)
+
+    def other_process(digest: str, completes: bool) -> threading.Thread:
+        locked = threading.Event()
+
+        def work() -> None:
+            with exclusive_lock(runs / digest):
+                locked.set()
+                time.sleep(0.3)
+                if completes:
+                    (runs / digest / "run.json").write_text("{}")
+
+        t = threading.Thread(target=work)
+        t.start()
+        locked.wait(10)
+        return t
+
+    monkeypatch.setitem(sweep_mod.EXECUTORS, "local", executor)
+    threads = [other_process(p0.digest, completes=True), other_process(p1.digest, completes=False)]
+    df = run_sweep(sweep, tmp_path, workers=1, progress=False)
+    for t in threads:
+        t.join()
+    assert calls == [sorted([p0.digest, p1.digest]), [p1.digest]]  # p1 was run here once the other let go
+    assert df.status.tolist() == ["skipped", "ok"] and df.error.isna().all()
+
+
+SWEEP_PROCESS = """
+import json, sys
+from ticketscope.experiments import sweep as s
+waits = []
+wait = getattr(s, "wait_unlocked", None)
+s.wait_unlocked = lambda d: (waits.append(str(d)), wait(d))
+df = s.run_sweep(s.load_sweep(sys.argv[1]), sys.argv[2], workers=1, progress=False)
+print(json.dumps({"status": df.status.tolist(), "error": df.error.tolist(), "waits": waits}))
+"""
+
+
+@pytest.mark.slow
+def test_two_sweep_commands_on_one_directory_cooperate(tmp_path):
+    """Two processes sweep one directory at once: each point runs once (the other process waits for
+    it and reports it skipped), neither fails a point, and the summary files agree."""
+    spec = tmp_path / "coop.yaml"
+    slow = copy.deepcopy(SLOW) | {"train": {**SLOW["train"], "steps": 150}}
+    spec.write_text(json.dumps({"name": "coop", "base": slow, "grid": {"seed": [0, 1]}}))
+    points, out = load_sweep(spec).points(), tmp_path / "out"
+    cmd = [sys.executable, "-c", SWEEP_PROCESS, str(spec), str(out)]
+    a, b = (subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in "ab")
+    results = []
+    for proc in (a, b):
+        stdout, stderr = proc.communicate(timeout=180)
+        assert proc.returncode == 0, stderr
+        results.append(json.loads(stdout.strip().splitlines()[-1]))
+    for i in range(len(points)):
+        assert sorted(r["status"][i] for r in results) == ["ok", "skipped"], results  # ran once
+    assert any(r["waits"] for r in results), f"the two sweeps never met: lengthen the runs; {results}"
+    summary = json.loads((out / "summary.json").read_text())
+    on_disk = pd.read_parquet(out / "summary.parquet")
+    assert [p["status"] for p in summary["points"]] == on_disk.status.tolist()
+    assert summary["points"][0]["status"] in ("ok", "skipped") and set(on_disk.status) <= {"ok", "skipped"}
+    assert sweep_runs(out).digest.tolist() == [p.digest for p in points]
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -202,6 +370,8 @@ def test_a_run_error_in_the_worker_becomes_a_failed_outcome(monkeypatch, tmp_pat
     ({"address": "auto"}, "use it with executor ray"),
     ({"workers": 0}, "must be >= 1"),
     ({"threads": -1}, "must be >= 1"),
+    ({"task_timeout_s": 0}, "task_timeout_s must be > 0"),
+    ({"gpus_per_task": 0}, "gpus_per_task must be > 0"),
 ])
 def test_bad_run_sweep_arguments(tmp_path, kwargs, match):
     with pytest.raises(TicketscopeError, match=match):

@@ -159,7 +159,10 @@ def _run_sweep(source: str, out: Path, executor: str, workers: Optional[int], th
 EXECUTOR = typer.Option("local", "--executor", help="local (process pool) | ray")
 WORKERS = typer.Option(None, "--workers", help="parallel runs (default: one per core)")
 THREADS = typer.Option(None, "--threads", help="torch threads per run (default: cores / workers)")
-ADDRESS = typer.Option(None, "--address", help="ray: address of an existing cluster (default: start a local one)")
+ADDRESS = typer.Option(None, "--address", help=(
+    "ray: the cluster to join: auto (the cluster this node belongs to, e.g. after `ray start --head`; "
+    "try it first) or the HOST:PORT `ray start --head` printed; default: $RAY_ADDRESS, else a private "
+    "local instance"))
 
 
 @app.command()

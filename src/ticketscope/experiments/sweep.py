@@ -20,24 +20,29 @@ Sweep directory::
     runs/<digest>/    one run per point, named by ``RunConfig.digest()`` of its resolved config
     summary.parquet   one row per point: point, digest, one column per axis (its dotted path),
     summary.json      status (ok | failed | skipped), error, run_dir (relative), wall_s
+    .sweep.lock       held while sweep.yaml and the summary files are written
 
 Run directories are named by content, locked and resumable, so running a sweep again skips
 complete runs (status ``skipped``), resumes killed ones and runs only the points that are new.
+
+Two sweep commands on one directory cooperate: a point whose run another process is executing
+(its run directory is locked) is left to that process and waited for, then reported ``skipped``
+when that process completed it, or run here when it did not (it was killed, or the run failed).
+Each point runs once; ``sweep.yaml`` and the summary files are written under ``.sweep.lock``, so
+they always come from one command and are never half-written.
+
+Where the runs execute (a local process pool, Ray) is :mod:`ticketscope.experiments.executors`.
 """
 
 from __future__ import annotations
 
 import copy
 import difflib
-import functools
 import itertools
 import json
-import multiprocessing
 import os
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,18 +50,19 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
-import torch
 import yaml
 from pydantic import BaseModel
 
 from ..config import RunConfig, load_yaml, parse_config
 from ..errors import TicketscopeError
-from ..io import atomic_write_text, write_json, write_table
-from ..analysis import analyze_run
-from ..runs import run_experiment
+from ..io import atomic_write_text, file_lock, wait_unlocked, write_json, write_table
+from .executors import EXECUTORS, RETRIES, Job, Options, Outcome, run_complete
 
 TOP_LEVEL = ("name", "description", "base", "grid", "zip")
-RAY_RETRIES = 3  # attempts after a Ray worker process dies; a run error is never retried
+RAY_RETRIES = RETRIES  # attempts after a worker process dies (local pool and Ray); a run error is never retried
+SWEEP_LOCK = ".sweep.lock"  # held while sweep.yaml or the summary files are written
+HANDOFFS = 10  # times a point locked by another process is waited for before it is reported failed
+TASK_TIMEOUT_ENV = "TICKETSCOPE_TASK_TIMEOUT"  # default task_timeout_s (seconds) of run_sweep
 
 
 @dataclass(frozen=True)
@@ -106,15 +112,6 @@ class Sweep:
         raw |= {"zip": self.zipped} if self.zipped else {}
         raw |= {"description": self.description} if self.description else {}
         return copy.deepcopy(raw)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What became of one run."""
-
-    status: str  # ok | failed | skipped
-    error: str | None = None
-    wall_s: float | None = None
 
 
 def _config_paths(model: type[BaseModel] = RunConfig, prefix: str = "") -> list[str]:
@@ -193,86 +190,6 @@ def load_sweep(source: str | Path | dict[str, Any]) -> Sweep:
         raise TicketscopeError(f"invalid sweep {where}: {e}") from None
 
 
-def _message(e: Exception) -> str:
-    return str(e) if isinstance(e, TicketscopeError) else f"{type(e).__name__}: {e}"
-
-
-def _execute(cfg: RunConfig, run_dir: str, threads: int) -> Outcome:
-    """Run (or resume) one point in a worker process; any error becomes a failed outcome."""
-    torch.set_num_threads(threads)
-    start = time.perf_counter()
-    try:
-        run_experiment(cfg, run_dir, progress=False)
-        analyze_run(run_dir)
-    except Exception as e:  # noqa: BLE001  (any run error is this point's outcome, never the sweep's)
-        return Outcome("failed", _message(e), time.perf_counter() - start)
-    return Outcome("ok", None, time.perf_counter() - start)
-
-
-def _collect(get: Callable[[], Outcome]) -> Outcome:
-    """A worker's outcome, or a failed one when the worker died or could not return it."""
-    try:
-        return get()
-    except Exception as e:  # noqa: BLE001  (a dead worker fails its point, not the sweep)
-        return Outcome("failed", f"the worker running this point died or failed: {_message(e)}")
-
-
-Todo = dict[str, RunConfig]  # digest -> config of each run to execute
-
-
-def _local(todo: Todo, runs: Path, workers: int, threads: int, address: str | None) -> Iterator[tuple[str, Outcome]]:
-    """Runs in a pool of spawned processes; yields (digest, outcome) as they finish."""
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
-    try:
-        futures = {pool.submit(_execute, cfg, str(runs / d), threads): d for d, cfg in todo.items()}
-        for future in as_completed(futures):
-            yield futures[future], _collect(future.result)
-    finally:
-        pool.shutdown(cancel_futures=True)
-
-
-def _import_ray() -> Any:
-    try:
-        import ray
-    except ImportError:
-        raise TicketscopeError("executor ray needs Ray: pip install 'ticketscope[ray]'") from None
-    return ray
-
-
-def _start_ray(ray: Any, address: str | None, cpus: int) -> None:
-    """Connect to the cluster at ``address``, or start a private local instance with ``cpus`` CPUs."""
-    try:
-        if address:
-            ray.init(address=address)
-        else:
-            ray.init(address="local", num_cpus=cpus, include_dashboard=False)
-    except Exception as e:  # noqa: BLE001  (Ray raises several types: connection, timeout, address)
-        where = f"reach the Ray cluster at {address}" if address else "start a local Ray instance"
-        raise TicketscopeError(f"could not {where}: {_message(e)}") from None
-
-
-def _ray(todo: Todo, runs: Path, workers: int, threads: int, address: str | None) -> Iterator[tuple[str, Outcome]]:
-    """Runs as Ray tasks, retried when their worker dies; yields (digest, outcome) as they finish."""
-    ray = _import_ray()
-    started = not ray.is_initialized()
-    if started:
-        _start_ray(ray, address, workers * threads)
-    try:
-        task = ray.remote(num_cpus=threads, max_retries=RAY_RETRIES, retry_exceptions=False)(_execute)
-        refs = {task.remote(cfg, str(runs / d), threads): d for d, cfg in todo.items()}
-        pending = list(refs)
-        while pending:
-            done, pending = ray.wait(pending, num_returns=1)
-            for ref in done:
-                yield refs[ref], _collect(functools.partial(ray.get, ref))
-    finally:
-        if started:
-            ray.shutdown()
-
-
-EXECUTORS = {"local": _local, "ray": _ray}
-
-
 @contextmanager
 def _progress(enabled: bool, total: int, label: str) -> Iterator[Callable[[str, int], None]]:
     """A rich bar over points; the callback advances it by ``n`` points of one status."""
@@ -332,10 +249,13 @@ def _parquet_safe(df: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
 
 
 def _write_summary(out: Path, sweep: Sweep, rows: list[dict[str, Any]], axes: list[str]) -> pd.DataFrame:
+    """sweep.yaml, summary.parquet and summary.json together, under the sweep lock (so they always agree)."""
     df = pd.DataFrame(rows, columns=["point", "digest", *axes, "status", "error", "run_dir", "wall_s"])
-    write_table(out / "summary.parquet", _parquet_safe(df, axes))
-    write_json(out / "summary.json", {"name": sweep.name, "counts": dict(Counter(r["status"] for r in rows)),
-                                      "points": rows})
+    with file_lock(out / SWEEP_LOCK):
+        atomic_write_text(out / "sweep.yaml", yaml.safe_dump(sweep.to_dict(), sort_keys=False))
+        write_table(out / "summary.parquet", _parquet_safe(df, axes))
+        write_json(out / "summary.json", {"name": sweep.name, "counts": dict(Counter(r["status"] for r in rows)),
+                                          "points": rows})
     return df
 
 
@@ -343,19 +263,43 @@ def _cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+def _task_timeout(task_timeout_s: float | None) -> float | None:
+    if task_timeout_s is None and os.environ.get(TASK_TIMEOUT_ENV):
+        try:
+            task_timeout_s = float(os.environ[TASK_TIMEOUT_ENV])
+        except ValueError:
+            raise TicketscopeError(f"{TASK_TIMEOUT_ENV} must be a number of seconds, "
+                                   f"not {os.environ[TASK_TIMEOUT_ENV]!r}") from None
+    if task_timeout_s is not None and not task_timeout_s > 0:
+        raise TicketscopeError(f"task_timeout_s must be > 0 seconds, got {task_timeout_s}")
+    return task_timeout_s
+
+
+def _complete(out: Path, digest: str) -> bool:
+    return run_complete(out / _run_dir(digest))
+
+
 def run_sweep(sweep: Sweep, out_dir: str | Path, executor: str = "local", workers: int | None = None,
-              threads: int | None = None, address: str | None = None, progress: bool = True) -> pd.DataFrame:
+              threads: int | None = None, address: str | None = None, progress: bool = True,
+              task_timeout_s: float | None = None, gpus_per_task: float = 1.0) -> pd.DataFrame:
     """Run every point of ``sweep`` not yet complete in ``out_dir``; return the summary (one row per point).
 
     ``workers`` runs at a time (default: one per core), each with ``threads`` torch threads (default 1;
     a config's own nonzero ``threads`` wins); threads are set in the worker, so they never change a
     run's digest. executor ``local``: a pool of spawned processes. executor ``ray``: one task per run
-    (``threads`` CPUs, retried when its worker process dies: the retry resumes the run) on the Ray
-    instance this process already runs, else the cluster at ``address``, else a new local instance
+    (``threads`` CPUs, and ``gpus_per_task`` GPUs when its config has device cuda, or auto on a
+    cluster with GPUs) on the Ray instance this process already runs, else the cluster at ``address``
+    (``auto``: the cluster this node belongs to; default: $RAY_ADDRESS), else a new local instance
     with ``workers * threads`` CPUs. On a cluster ``out_dir`` must be on a shared file system that
     every node mounts at the same path (run directories are locked with flock).
-    A failing point is recorded (status failed, its error) and never stops the others; the summary
-    files are written once every point is done.
+
+    Faults: a run whose worker process dies (e.g. killed by the OS for memory) is retried up to
+    ``RAY_RETRIES`` times by either executor, resuming from its last round; a run executing for longer
+    than ``task_timeout_s`` seconds (default: $TICKETSCOPE_TASK_TIMEOUT, else no limit) is reported
+    failed as hung. A failing point is recorded (status failed, its error) and never stops the
+    others. A point another process is running (e.g. a second sweep on this directory) is waited
+    for and reported skipped once that process completed it. The summary files are written once
+    every point is done.
     """
     if executor not in EXECUTORS:
         raise TicketscopeError(f"unknown executor {executor!r}; choose {' or '.join(EXECUTORS)}")
@@ -364,22 +308,43 @@ def run_sweep(sweep: Sweep, out_dir: str | Path, executor: str = "local", worker
     workers, threads = _cores() if workers is None else workers, 1 if threads is None else threads
     if workers < 1 or threads < 1:
         raise TicketscopeError(f"workers and threads must be >= 1, got {workers} and {threads}")
+    if not gpus_per_task > 0:
+        raise TicketscopeError(f"gpus_per_task must be > 0, got {gpus_per_task}")
+    task_timeout_s = _task_timeout(task_timeout_s)
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "sweep.yaml", yaml.safe_dump(sweep.to_dict(), sort_keys=False))
+    with file_lock(out / SWEEP_LOCK):
+        atomic_write_text(out / "sweep.yaml", yaml.safe_dump(sweep.to_dict(), sort_keys=False))
     points = sweep.points()
-    outcomes = {p.digest: Outcome("skipped") for p in points
-                if p.digest and (out / _run_dir(p.digest) / "run.json").exists()}
-    todo = {p.digest: p.config for p in points if p.config is not None and p.digest not in outcomes}
+    outcomes = {p.digest: Outcome("skipped") for p in points if p.digest and _complete(out, p.digest)}
+    todo = {p.digest: Job(p.digest, p.config, str(out / _run_dir(p.digest)))
+            for p in points if p.config is not None and p.digest not in outcomes}
     weight = Counter(p.digest for p in points)
     with _progress(progress, len(points), f"sweep {sweep.name}") as advance:
         advance("failed", weight[None])
         advance("skipped", sum(weight[d] for d in outcomes))
-        if todo:
-            run = EXECUTORS[executor](todo, out / "runs", min(workers, len(todo)), threads, address)
-            for digest, outcome in run:
+        for _ in range(HANDOFFS):
+            if not todo:
+                break
+            options = Options(min(workers, len(todo)), threads, address, task_timeout_s=task_timeout_s,
+                              gpus_per_task=gpus_per_task)
+            busy = {}
+            for digest, outcome in EXECUTORS[executor]([(job,) for job in todo.values()], options):
+                if outcome.status == "busy":  # another process runs it: leave it to that one
+                    busy[digest] = outcome
+                    continue
                 outcomes[digest] = outcome
                 advance(outcome.status, weight[digest])
+            todo = {d: todo[d] for d in busy}
+            for digest in list(todo):
+                wait_unlocked(todo[digest].run_dir)
+                if _complete(out, digest):  # completed by the other process
+                    outcomes[digest] = Outcome("skipped")
+                    advance("skipped", weight[digest])
+                    del todo[digest]
+        for digest, job in todo.items():  # still locked after HANDOFFS waits
+            outcomes[digest] = Outcome("failed", f"other processes kept {job.run_dir} locked; run the sweep again")
+            advance("failed", weight[digest])
     axes = sweep.axis_names()
     rows = [_row(i, p, outcomes[p.digest] if p.digest else Outcome("failed", p.error), axes)
             for i, p in enumerate(points)]
