@@ -215,7 +215,7 @@ def test_a_run_error_in_the_worker_becomes_a_failed_outcome(monkeypatch, tmp_pat
     def boom(*args, **kwargs):
         raise ValueError("boom")
 
-    monkeypatch.setattr("ticketscope.runs.run_experiment", boom)
+    monkeypatch.setattr("ticketscope.analysis.analyze_run", boom)  # an error after training fails the run too
     (point,) = tiny_sweep({}).points()
     job = Job(point.digest, point.config, str(tmp_path / "run"))
     [(digest, outcome)] = executors.execute_task((job,), torch.get_num_threads())
@@ -301,9 +301,10 @@ def test_a_point_another_process_runs_is_waited_for_then_skipped_or_run_here(mon
     calls = []
 
     def executor(tasks, options):
-        calls.append(sorted(job.digest for (job,) in tasks))
-        for (job,) in tasks:
-            yield job.digest, Outcome("busy" if len(calls) == 1 else "ok", None, 0.0)
+        calls.append(sorted(job.digest for task in tasks for job in task))
+        for task in tasks:
+            for job in task:
+                yield job.digest, Outcome("busy" if len(calls) == 1 else "ok", None, 0.0)
 
     def other_process(digest: str, completes: bool) -> threading.Thread:
         locked = threading.Event()
@@ -393,3 +394,16 @@ def test_sweep_runs_needs_a_sweep_directory(tmp_path):
 def test_importing_sweeps_does_not_import_ray():
     code = "import sys, ticketscope.experiments.sweep; assert 'ray' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_sweep_ensembles_give_every_run_the_numbers_it_gets_alone(tmp_path):
+    """Four points of one network shape train as ensembles (two workers: two ensembles of two) and as
+    four single-run tasks: every checkpoint's bytes, metrics and run.json agree."""
+    sweep = tiny_sweep({"prune.method": ["imp", "random"], "data.gaussian_clone": [False, True]})
+    together = run_sweep(sweep, tmp_path / "ens", workers=2, progress=False)
+    alone = run_sweep(sweep, tmp_path / "one", workers=2, progress=False, ensemble=False)
+    assert (together["status"] == "ok").all() and (alone["status"] == "ok").all()
+    for digest in together["digest"]:
+        a, b = run_signature(tmp_path / "ens" / "runs" / digest), run_signature(tmp_path / "one" / "runs" / digest)
+        pd.testing.assert_frame_equal(a[0], b[0], check_exact=True)
+        assert a[1] == b[1] and a[2] == b[2]

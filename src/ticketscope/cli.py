@@ -142,11 +142,12 @@ def _sweep_source(name_or_path: str) -> Path:
 
 
 def _run_sweep(source: str, out: Path, executor: str, workers: Optional[int], threads: Optional[int],
-               address: Optional[str], quiet: bool) -> None:
+               address: Optional[str], quiet: bool, ensemble: bool = True, task_timeout: Optional[float] = None) -> None:
     from .experiments.sweep import load_sweep, run_sweep
 
     summary = run_sweep(load_sweep(_sweep_source(source)), out, executor=executor, workers=workers,
-                        threads=threads, address=address, progress=not quiet)
+                        threads=threads, address=address, progress=not quiet, ensemble=ensemble,
+                        task_timeout_s=task_timeout)
     counts = summary["status"].value_counts().to_dict()
     typer.echo(f"{len(summary)} points in {out}: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
     failed = summary[summary["status"] == "failed"]
@@ -158,7 +159,12 @@ def _run_sweep(source: str, out: Path, executor: str, workers: Optional[int], th
 
 EXECUTOR = typer.Option("local", "--executor", help="local (process pool) | ray")
 WORKERS = typer.Option(None, "--workers", help="parallel runs (default: one per core)")
-THREADS = typer.Option(None, "--threads", help="torch threads per run (default: cores / workers)")
+THREADS = typer.Option(None, "--threads", help="torch threads per worker (default 1; results are bit-identical "
+                       "only between runs at the same thread count)")
+ENSEMBLE = typer.Option(True, "--ensemble/--no-ensemble", help="train points of one network shape together "
+                        "(same numbers, much faster)")
+TASK_TIMEOUT = typer.Option(None, "--task-timeout", help="seconds after which a worker's task is reported hung "
+                            "(default: $TICKETSCOPE_TASK_TIMEOUT, else none)")
 ADDRESS = typer.Option(None, "--address", help=(
     "ray: the cluster to join: auto (the cluster this node belongs to, e.g. after `ray start --head`; "
     "try it first) or the HOST:PORT `ray start --head` printed; default: $RAY_ADDRESS, else a private "
@@ -169,9 +175,10 @@ ADDRESS = typer.Option(None, "--address", help=(
 def sweep(sweep_file: str = typer.Argument(..., help="sweep YAML, or a preset name (see `ticketscope presets`)"),
           out: Path = typer.Option(..., "--out", help="sweep directory (re-running skips finished runs)"),
           executor: str = EXECUTOR, workers: Optional[int] = WORKERS, threads: Optional[int] = THREADS,
-          address: Optional[str] = ADDRESS, quiet: bool = typer.Option(False, "--quiet")) -> None:
+          address: Optional[str] = ADDRESS, ensemble: bool = ENSEMBLE, task_timeout: Optional[float] = TASK_TIMEOUT,
+          quiet: bool = typer.Option(False, "--quiet")) -> None:
     """Run every point of a sweep grid (each a resumable run) on this machine or a Ray cluster."""
-    _run_sweep(sweep_file, out, executor, workers, threads, address, quiet)
+    _run_sweep(sweep_file, out, executor, workers, threads, address, quiet, ensemble, task_timeout)
 
 
 @app.command()

@@ -1,9 +1,8 @@
 """Executors: where and how the runs of a sweep are executed (a local process pool, or Ray).
 
 The unit of work is a :data:`Task`: a tuple of :class:`Job` (digest, config, run directory) that one
-worker executes together and for which it returns one :class:`Outcome` per digest. Today every task
-holds one run; an ensemble (several runs trained together by one worker) is a task of several jobs
-and a different worker function with the same signature as :func:`execute_task`.
+worker trains together as one ensemble (:func:`ticketscope.runs.run_ensemble`) and for which it
+returns one :class:`Outcome` per digest.
 
 An executor is a function ``(tasks, options, worker=execute_task)`` that yields ``(digest, outcome)``
 pairs as tasks finish, one pair per job of every task (order: completion). Both executors
@@ -59,7 +58,7 @@ class Job:
     run_dir: str
 
 
-Task = tuple[Job, ...]  # the runs one worker executes together (today: one)
+Task = tuple[Job, ...]  # the runs one worker trains together as one ensemble
 Result = list[tuple[str, Outcome]]  # one (digest, outcome) per job of the task
 Worker = Callable[[Task, int], Result]  # (task, torch threads) -> result; runs in the worker process
 
@@ -87,29 +86,31 @@ def run_complete(run_dir: str | Path) -> bool:
 
 
 def execute_task(task: Task, threads: int) -> Result:
-    """Run (or resume) and analyze each run of ``task`` in this worker; any error fails its run only."""
+    """Run (or resume) the runs of ``task`` as one ensemble in this worker, then analyze each (tables only;
+    ``ticketscope analyze RUN`` draws a run's figures). Any error fails its run only; runs already complete
+    (e.g. finished by another process, or before a retried task's worker died) are skipped."""
     import torch
 
     from ..analysis import analyze_run  # imported here: the sweep's own process never needs them
-    from ..runs import run_experiment
+    from ..runs import run_ensemble
 
     torch.set_num_threads(threads)
-    result = []
-    for job in task:
-        start = time.perf_counter()
-        if run_complete(job.run_dir):  # completed meanwhile by another process (e.g. a second sweep)
-            result.append((job.digest, Outcome("skipped")))
+    start = time.perf_counter()
+    result: Result = [(job.digest, Outcome("skipped")) for job in task if run_complete(job.run_dir)]
+    jobs = [job for job in task if not run_complete(job.run_dir)]
+    trained = run_ensemble([(job.config, job.run_dir) for job in jobs], progress=False, errors="return") if jobs else []
+    for job, outcome in zip(jobs, trained):
+        if isinstance(outcome, LockBusy):
+            result.append((job.digest, Outcome("busy", str(outcome))))
             continue
         try:
-            run_experiment(job.config, job.run_dir, progress=False)
-            analyze_run(job.run_dir)
-        except LockBusy as e:
-            result.append((job.digest, Outcome("busy", str(e))))
-            continue
+            if isinstance(outcome, Exception):
+                raise outcome
+            analyze_run(job.run_dir, figures=False)
         except Exception as e:  # noqa: BLE001  (any run error is this run's outcome, never the sweep's)
             result.append((job.digest, Outcome("failed", message(e), time.perf_counter() - start)))
             continue
-        result.append((job.digest, Outcome("ok", None, time.perf_counter() - start)))
+        result.append((job.digest, Outcome("ok", None, (time.perf_counter() - start) / len(jobs))))
     return result
 
 

@@ -56,7 +56,7 @@ from pydantic import BaseModel
 from ..config import RunConfig, load_yaml, parse_config
 from ..errors import TicketscopeError
 from ..io import atomic_write_text, file_lock, wait_unlocked, write_json, write_table
-from .executors import EXECUTORS, RETRIES, Job, Options, Outcome, run_complete
+from .executors import EXECUTORS, RETRIES, Job, Options, Outcome, Task, run_complete
 
 TOP_LEVEL = ("name", "description", "base", "grid", "zip")
 RAY_RETRIES = RETRIES  # attempts after a worker process dies (local pool and Ray); a run error is never retried
@@ -281,8 +281,12 @@ def _complete(out: Path, digest: str) -> bool:
 
 def run_sweep(sweep: Sweep, out_dir: str | Path, executor: str = "local", workers: int | None = None,
               threads: int | None = None, address: str | None = None, progress: bool = True,
-              task_timeout_s: float | None = None, gpus_per_task: float = 1.0) -> pd.DataFrame:
+              task_timeout_s: float | None = None, gpus_per_task: float = 1.0, ensemble: bool = True) -> pd.DataFrame:
     """Run every point of ``sweep`` not yet complete in ``out_dir``; return the summary (one row per point).
+
+    With ``ensemble`` (default) points whose networks and training settings agree train together as
+    ensembles, one per task (a run's numbers are the same either way, on the same machine and thread
+    count); without it every point is its own task.
 
     ``workers`` runs at a time (default: one per core), each with ``threads`` torch threads (default 1;
     a config's own nonzero ``threads`` wins); threads are set in the worker, so they never change a
@@ -329,7 +333,7 @@ def run_sweep(sweep: Sweep, out_dir: str | Path, executor: str = "local", worker
             options = Options(min(workers, len(todo)), threads, address, task_timeout_s=task_timeout_s,
                               gpus_per_task=gpus_per_task)
             busy = {}
-            for digest, outcome in EXECUTORS[executor]([(job,) for job in todo.values()], options):
+            for digest, outcome in EXECUTORS[executor](_tasks(list(todo.values()), workers, ensemble), options):
                 if outcome.status == "busy":  # another process runs it: leave it to that one
                     busy[digest] = outcome
                     continue
@@ -349,6 +353,18 @@ def run_sweep(sweep: Sweep, out_dir: str | Path, executor: str = "local", worker
     rows = [_row(i, p, outcomes[p.digest] if p.digest else Outcome("failed", p.error), axes)
             for i, p in enumerate(points)]
     return _write_summary(out, sweep, rows, axes)
+
+
+def _tasks(jobs: list[Job], workers: int, ensemble: bool) -> list[Task]:
+    """Jobs grouped into ensembles (same network shapes and training settings; see
+    :func:`ticketscope.ensemble.plan_ensembles`), at most ceil(jobs / workers) runs each so every
+    worker gets a share; one job per task without ``ensemble``."""
+    if not ensemble:
+        return [(job,) for job in jobs]
+    from ..ensemble import plan_ensembles
+
+    groups = plan_ensembles([job.config for job in jobs], max_runs=-(-len(jobs) // workers))
+    return [tuple(jobs[i] for i in group) for group in groups]
 
 
 def sweep_runs(out_dir: str | Path) -> pd.DataFrame:
