@@ -48,11 +48,11 @@ def test_run_show_json_analyze(tmp_path):
 def test_presets_are_listed_and_every_point_is_valid():
     res = runner.invoke(app, ["presets"])
     assert res.exit_code == 0
-    assert set(preset_names()) == {"demo", "paper-nlgp", "natural-images", "cifar10"}
+    assert {"demo", "paper-nlgp", "natural-images", "cifar10", "gain-response"} <= set(preset_names())
     for name in preset_names():
-        assert name in res.output
         sweep = load_sweep(preset_path(name))
         points = sweep.points()
+        assert f"{name}: {len(points)} runs; {sweep.budget or 'budget not measured'}" in res.output
         assert sweep.description and all(p.error is None for p in points), name
         assert len({p.digest for p in points}) == len(points)
 

@@ -196,10 +196,10 @@ def report(sweep_dir: Path = typer.Argument(..., help="sweep directory"),
 @app.command()
 def presets() -> None:
     """List the sweep presets shipped with ticketscope."""
-    from .experiments.presets import preset_description, preset_names
+    from .experiments.presets import preset_names, preset_summary
 
     for name in preset_names():
-        typer.echo(f"{name}\n    {preset_description(name)}\n")
+        typer.echo(f"{name}: {preset_summary(name)}\n")
 
 
 @app.command()

@@ -5,8 +5,6 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-import yaml
-
 from ..errors import TicketscopeError
 
 
@@ -26,5 +24,9 @@ def preset_path(name: str) -> Path:
     return files[name]
 
 
-def preset_description(name: str) -> str:
-    return " ".join(str(yaml.safe_load(preset_path(name).read_text()).get("description", "")).split())
+def preset_summary(name: str) -> str:
+    """``N runs; budget`` then the description, for `ticketscope presets`."""
+    from .sweep import load_sweep
+
+    sweep = load_sweep(preset_path(name))
+    return f"{len(sweep.points())} runs; {sweep.budget or 'budget not measured'}\n    {sweep.description}"

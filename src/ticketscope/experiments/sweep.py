@@ -58,7 +58,7 @@ from ..errors import TicketscopeError
 from ..io import atomic_write_text, file_lock, wait_unlocked, write_json, write_table
 from .executors import EXECUTORS, RETRIES, Job, Options, Outcome, Task, run_complete
 
-TOP_LEVEL = ("name", "description", "base", "grid", "zip")
+TOP_LEVEL = ("name", "description", "budget", "base", "grid", "zip")
 RAY_RETRIES = RETRIES  # attempts after a worker process dies (local pool and Ray); a run error is never retried
 SWEEP_LOCK = ".sweep.lock"  # held while sweep.yaml or the summary files are written
 HANDOFFS = 10  # times a point locked by another process is waited for before it is reported failed
@@ -84,6 +84,7 @@ class Sweep:
     axes: dict[str, list[Any]]
     zipped: list[dict[str, list[Any]]] = field(default_factory=list)
     description: str = ""  # free text: what the sweep tests and how it was chosen (shown in reports)
+    budget: str = ""  # free text: its measured cost (wall time, machine), printed by `ticketscope presets`
 
     def __post_init__(self) -> None:
         _check_axes(self)
@@ -111,6 +112,7 @@ class Sweep:
         raw = {"name": self.name, "base": self.base, "grid": self.axes}
         raw |= {"zip": self.zipped} if self.zipped else {}
         raw |= {"description": self.description} if self.description else {}
+        raw |= {"budget": self.budget} if self.budget else {}
         return copy.deepcopy(raw)
 
 
@@ -160,12 +162,12 @@ def _apply(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     return obj
 
 
-def _parse(raw: dict[str, Any], where: str, default_name: str) -> Sweep:
+def _parse(raw: dict[str, Any], default_name: str) -> Sweep:
     unknown = sorted(map(str, set(raw) - set(TOP_LEVEL)))
     if unknown:
         raise TicketscopeError(f"unknown top-level key(s) {unknown}; a sweep has {', '.join(TOP_LEVEL)}")
     name, base = raw.get("name", default_name), raw.get("base") or {}
-    description = " ".join(str(raw.get("description") or "").split())
+    description, budget = (" ".join(str(raw.get(k) or "").split()) for k in ("description", "budget"))
     grid, zipped = raw.get("grid") or {}, raw.get("zip") or []
     for key, value, kind, noun in (("name", name, str, "string"), ("base", base, dict, "mapping"),
                                    ("grid", grid, dict, "mapping"), ("zip", zipped, list, "list")):
@@ -173,7 +175,7 @@ def _parse(raw: dict[str, Any], where: str, default_name: str) -> Sweep:
             raise TicketscopeError(f"{key} must be a {noun}, not {type(value).__name__}")
     if not all(isinstance(group, dict) and group for group in zipped):
         raise TicketscopeError("zip must be a list of mappings, each of one or more axes to lists of values")
-    return Sweep(name, *copy.deepcopy((base, grid, zipped)), description=description)
+    return Sweep(name, *copy.deepcopy((base, grid, zipped)), description=description, budget=budget)
 
 
 def load_sweep(source: str | Path | dict[str, Any]) -> Sweep:
@@ -185,7 +187,7 @@ def load_sweep(source: str | Path | dict[str, Any]) -> Sweep:
     else:
         raise TicketscopeError(f"a sweep is a mapping (name, base, grid, zip), not {type(source).__name__}")
     try:
-        return _parse(raw, where, default_name)
+        return _parse(raw, default_name)
     except TicketscopeError as e:
         raise TicketscopeError(f"invalid sweep {where}: {e}") from None
 
