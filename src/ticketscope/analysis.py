@@ -11,7 +11,11 @@
   units of the above, plus the cavity analysis of the next round's pruning step;
 * ``cavity.parquet``  per-class cavity scores (change of the class-pooled |kappa - 3|) of the weights the next round removes,
   keeps, and of random survivors (subsampled) for histograms;
-* figures: ``rf_grid.png``, ``localization.png``, ``kurtosis.png``, ``cavity.png``, ``connectivity.png``.
+* ``snapshots.parquet`` (runs with ``train.snapshots``) one row per (round, step, first-layer unit) of
+  the weight snapshots taken during training: samples seen (step x batch size), IPR and spatial
+  localization, the emergence of receptive fields over training time (Ingrosso & Goldt, Fig. 1D/1G);
+* figures: ``rf_grid.png``, ``localization.png``, ``kurtosis.png``, ``cavity.png``, ``connectivity.png``,
+  and ``emergence.png`` (per-unit IPR against samples seen, one panel per round) with snapshots.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from .metrics import (cavity_analysis, cavity_groups, class_cavity_scores, class
                       in_degree_histogram, ipr, ipr_null, nongaussianity, nongaussianity_null, spatial_localization)
 from .models import FCN
 from .provenance import provenance
-from .runs import completed_rounds, load_round_file, prunable_layers, resolve_device
+from .runs import completed_rounds, load_round_file, load_snapshots, prunable_layers, resolve_device
 from .seeding import derive_seed
 
 log = logging.getLogger(__name__)
@@ -104,6 +108,9 @@ def analyze_run(run_dir: str | Path, n_probe: int = 4096, figures: bool = True, 
         raise TicketscopeError(f"{run} has no completed round yet; run `ticketscope run` first")
     stamp = {"rounds": len(done), "n_probe": n_probe, "version": ANALYSIS_VERSION}
     tables = [out / f"{t}.parquet" for t in ("units", "rounds", "cavity")]
+    snap_rounds = [s for s in done if "snapshots.safetensors" in s["files"]]
+    if snap_rounds:
+        tables.append(out / "snapshots.parquet")
     stored = read_json(out / "analysis.json") if (out / "analysis.json").exists() else None
     if not force and stored is not None and _stamp_matches(stored, stamp) and all(t.exists() for t in tables):
         return out
@@ -153,11 +160,34 @@ def analyze_run(run_dir: str | Path, n_probe: int = 4096, figures: bool = True, 
     write_table(out / "units.parquet", units_df)
     write_table(out / "rounds.parquet", rounds_df)
     write_table(out / "cavity.parquet", cavity_df)
+    snaps = snapshot_measures(run, cfg, ds, snap_rounds, device) if snap_rounds else None
+    if snaps is not None:
+        write_table(out / "snapshots.parquet", snaps)
     if figures:
         write_figures(cfg, ds, states, units_df, rounds_df, cavity_df, out)
+        if snaps is not None:
+            label = f"{ds.name}{' (Gaussian clone)' if cfg.data.gaussian_clone else ''}, seed {cfg.seed}"
+            plots.emergence([(f"round {r}", df) for r, df in snaps.groupby("round")], out / "emergence.png",
+                            ds.input_dim, title=f"first-layer IPR over training: {label}")
     write_json(out / "analysis.json", {**stamp, "input_shape": list(ds.input_shape), "torus": ds.torus,
                                        "provenance": provenance(device)})
     return out
+
+
+def snapshot_measures(run: Path, cfg: RunConfig, ds: Dataset, summaries: list[dict[str, Any]],
+                      device: torch.device) -> pd.DataFrame:
+    """IPR and spatial localization of every first-layer unit at every weight snapshot of the
+    given completed rounds: columns round, step, samples (seen in the round: step x batch size),
+    unit, ipr, localization (the same measures as ``units.parquet``'s)."""
+    rows = []
+    for summary in summaries:
+        for step, state in load_snapshots(run, summary).items():
+            W = state["layers.0.weight"].to(device).double()
+            rows.append(pd.DataFrame({
+                "round": summary["round"], "step": step, "samples": step * cfg.train.batch_size,
+                "unit": np.arange(len(W)), "ipr": ipr(W).cpu().numpy(),
+                "localization": spatial_localization(W, ds.input_shape, ds.torus).cpu().numpy()}))
+    return pd.concat(rows, ignore_index=True)
 
 
 def write_figures(cfg: RunConfig, ds: Dataset, states: list[dict[str, torch.Tensor]], units: pd.DataFrame,

@@ -74,6 +74,24 @@ class ModelConfig(_Strict):
     batchnorm: bool = Field(False, description="(flag) batch norm of each hidden layer's input (Pellegrini & Biroli)")
     init: Literal["kaiming", "glorot", "normal"] = Field("kaiming", description="weight initialization scheme")
     init_std: float = Field(0.01, gt=0, description="(weight units) std of the 'normal' init")
+    scaling: Literal["standard", "meanfield"] = Field(
+        "standard", description="hidden pre-activations: standard W x + b, or meanfield (W x + b) / sqrt(fan_in) "
+        "(Ingrosso & Goldt's w.x / sqrt(D)); the readout stays W x + b")
+    readout: Literal["trained", "fixed"] = Field(
+        "trained", description="readout weights: trained, or fixed (two classes only: class 0 gets "
+        "+readout_value / K from every last-hidden unit, class 1 gets -readout_value / K, zero bias; never "
+        "updated, never pruned), so the logits are (phi, -phi) with phi = readout_value * mean of the units")
+    readout_value: float = Field(1.0, gt=0, description="(dimensionless) fixed readout: the logits' scale, see readout")
+    bias_init: Literal["zero", "alternating"] = Field(
+        "zero", description="hidden biases at init: zero, or alternating: unit k adds +bias_value (k even) or "
+        "-bias_value (k odd) to its pre-activation, so the units code both classes")
+    bias_value: float = Field(1.0, gt=0, description="(pre-activation units) alternating bias_init: its magnitude")
+
+    @model_validator(mode="after")
+    def _bias_init_needs_biases(self) -> "ModelConfig":
+        if self.bias_init != "zero" and not self.bias:
+            raise ValueError("bias_init: alternating needs bias: true")
+        return self
 
 
 class TrainConfig(_Strict):
@@ -94,6 +112,9 @@ class TrainConfig(_Strict):
     eval_every: int = Field(0, ge=0, description="(steps) evaluate during training every this many steps; 0: only at the end")
     n_eval_train: int = Field(2000, ge=1, description="(samples) training samples used to report train loss/accuracy")
     loss: Literal["ce", "mse"] = Field("ce", description="softmax cross-entropy or MSE on one-hot targets")
+    snapshots: int = Field(
+        0, ge=0, description="(count) weight snapshots per round: at step 0 (the round's first step) and at this many "
+        "log-spaced steps between 1 and the budget (duplicates merged), stored in the round's snapshots.safetensors")
 
     @model_validator(mode="before")
     @classmethod
@@ -145,6 +166,11 @@ class PruneConfig(_Strict):
     n_probe: int = Field(4096, ge=16, description="(samples) probe set for the cavity rule")
 
 
+_LATER_FIELDS = {"model": ("scaling", "readout", "readout_value", "bias_init", "bias_value"), "train": ("snapshots",)}
+"""Fields added after runs were stored: left out of ``RunConfig.digest()`` at their defaults, so every
+existing config keeps its digest (and its sweep run directory)."""
+
+
 class RunConfig(_Strict):
     """One experiment: data, model, training, pruning method and seed."""
 
@@ -164,6 +190,11 @@ class RunConfig(_Strict):
             bad = [i for i in self.prune.layers if not 0 <= i < n_layers]
             if bad:
                 raise ValueError(f"prune.layers {bad} out of range: the model has layers 0..{n_layers - 1}")
+        if self.model.readout == "fixed":
+            if self.data.name != "nlgp" or len(self.data.xis) != 2:
+                raise ValueError("model.readout: fixed needs a two-class task (nlgp with two correlation lengths)")
+            if self.prune.layers is not None and n_layers - 1 in self.prune.layers:
+                raise ValueError("model.readout: fixed is never pruned: leave the readout out of prune.layers")
         if self.data.online and self.data.name != "nlgp" and not self.data.gaussian_clone:
             raise ValueError("data.online needs a synthetic data set (nlgp or a gaussian_clone)")
         return self
@@ -171,13 +202,17 @@ class RunConfig(_Strict):
     def digest(self) -> str:
         """Hash of the resolved config (key order irrelevant): names sweep run directories.
 
-        Fields that cannot change results (label, thread count, data folder) are left out, and so is
-        ``data.stream`` at version 1: such configs hash as they did before streams were versioned
+        Fields that cannot change results (label, thread count, data folder) are left out, and so are
+        later fields at their defaults (:data:`_LATER_FIELDS`) and ``data.stream`` at version 1: such configs hash as they did before streams were versioned
         (see :class:`DataConfig`), every other version is part of the hash.
         """
         fields = self.model_dump(mode="json", exclude={"name": True, "threads": True, "data": {"data_dir"}})
         if fields["data"]["stream"] == 1:
             del fields["data"]["stream"]
+        for section, cls in (("model", ModelConfig), ("train", TrainConfig)):  # later fields, at their defaults
+            for name in _LATER_FIELDS[section]:
+                if fields[section][name] == cls.model_fields[name].default:
+                    del fields[section][name]
         blob = json.dumps(fields, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 

@@ -91,6 +91,10 @@ def padded(n: int) -> int:
     return -(-(n + 1) // ALIGN) * ALIGN
 
 
+_NOT_TRAINING = {"eval_every", "n_eval_train", "snapshots"}
+"""TrainConfig fields that never enter an update: members of one ensemble may differ in them."""
+
+
 def ensemble_key(cfg: RunConfig) -> str:
     """Runs with the same key can train in one ensemble (a JSON string; equal keys, same ensemble).
 
@@ -113,7 +117,7 @@ def ensemble_key(cfg: RunConfig) -> str:
         shape = [d.name]
     key = {
         "model": cfg.model.model_dump(mode="json", exclude={"init", "init_std"}),
-        "train": cfg.train.model_dump(mode="json", exclude={"eval_every", "n_eval_train"}),
+        "train": cfg.train.model_dump(mode="json", exclude=_NOT_TRAINING),
         "shape": shape, "device": cfg.device, "threads": cfg.threads,
     }
     return json.dumps(key, sort_keys=True, separators=(",", ":"))
@@ -172,7 +176,9 @@ class Member:
     ``on_snapshot(step, state)`` is called when step ``snapshot_at`` begins (or at the end when it
     equals the budget), ``on_eval(step, state)`` when a step that is a multiple of
     ``train.eval_every`` begins (after the first), ``on_step(step, get_state)`` after every step
-    (slow: only for tests and the single-model :func:`ticketscope.training.train`).
+    (slow: only for tests and the single-model :func:`ticketscope.training.train`),
+    ``on_record(step, state)`` when each step of ``record_at`` begins (weight snapshots; a step equal
+    to the budget: at the end).
     """
 
     model: ModelConfig
@@ -185,6 +191,8 @@ class Member:
     on_snapshot: Callable[[int, dict[str, torch.Tensor]], None] | None = None
     on_eval: Callable[[int, dict[str, torch.Tensor]], None] | None = None
     on_step: Callable[[int, Callable[[], dict[str, torch.Tensor]]], None] | None = None
+    record_at: tuple[int, ...] = ()
+    on_record: Callable[[int, dict[str, torch.Tensor]], None] | None = None
 
 
 @dataclass
@@ -217,37 +225,54 @@ class StackedFCN:
     def __init__(self, widths: list[int], model: ModelConfig, R: int, device: torch.device) -> None:
         self.widths, self.cfg, self.R, self.device = list(widths), model, R, device
         self.L = len(widths) - 1
-        offsets, off = [], 0
-        for l in range(self.L):
-            n_out, n_in = widths[l + 1], widths[l]
-            w_off = off
-            off += -(-n_out * n_in // ALIGN) * ALIGN
-            b_off = off
-            if model.bias:
-                off += -(-n_out // ALIGN) * ALIGN
-            offsets.append((w_off, b_off))
-        self.P = padded(off)
+        # a fixed readout (model.readout) lives in its own constant buffer, outside theta: the
+        # optimizer never sees it, and theta's layout of the trained layers is the usual one
+        self.fixed_readout = model.readout == "fixed"
+        n_trained = self.L - 1 if self.fixed_readout else self.L
+        offsets, self.P = self._layout(range(n_trained))
         self.theta = torch.zeros(R, self.P, device=device)
         self.mask = torch.zeros(R, self.P, device=device)
         self.grad = torch.zeros(R, self.P, device=device)
+        owners = [(self.theta, self.mask, self.grad, self.P)] * n_trained
+        if self.fixed_readout:
+            const_offsets, Pc = self._layout([self.L - 1])
+            offsets += const_offsets
+            owners.append((torch.zeros(R, Pc, device=device), torch.zeros(R, Pc, device=device),
+                           torch.zeros(R, Pc, device=device), Pc))  # (its gradient buffer is never written)
+        # meanfield (model.scaling): hidden layer l's pre-activation is (W x + b) * scale[l]
+        self.scale = [1.0 / math.sqrt(widths[l]) if model.scaling == "meanfield" and l < self.L - 1 else 1.0
+                      for l in range(self.L)]
         self.W, self.Wt, self.gW, self.Wmask, self.b, self.b3, self.gb = [], [], [], [], [], [], []
-        for l, (w_off, b_off) in enumerate(offsets):
+        for l, ((w_off, b_off), (theta, mask, grad, P)) in enumerate(zip(offsets, owners)):
             n_out, n_in = widths[l + 1], widths[l]
-            view = lambda t, o=w_off, a=n_out, c=n_in: t.as_strided((R, a, c), (self.P, c, 1), o)  # noqa: E731
-            self.W.append(view(self.theta))
+            view = lambda t, o=w_off, a=n_out, c=n_in, P=P: t.as_strided((R, a, c), (P, c, 1), o)  # noqa: E731
+            self.W.append(view(theta))
             self.Wt.append(self.W[-1].transpose(1, 2))
-            self.gW.append(view(self.grad))
-            self.Wmask.append(view(self.mask))
+            self.gW.append(view(grad))
+            self.Wmask.append(view(mask))
             if model.bias:
-                bview = lambda t, o=b_off, a=n_out: t.as_strided((R, a), (self.P, 1), o)  # noqa: E731
-                self.b.append(bview(self.theta))
+                bview = lambda t, o=b_off, a=n_out, P=P: t.as_strided((R, a), (P, 1), o)  # noqa: E731
+                self.b.append(bview(theta))
                 self.b3.append(self.b[-1].unsqueeze(1))
-                self.gb.append(bview(self.grad))
-                bview(self.mask).fill_(1.0)
+                self.gb.append(bview(grad))
+                bview(mask).fill_(1.0)
         if model.batchnorm:
             self.running_mean = [torch.zeros(R, w, device=device) for w in widths[:-1]]
             self.running_var = [torch.ones(R, w, device=device) for w in widths[:-1]]
             self.batches_tracked = torch.zeros(self.L, R, dtype=torch.long, device=device)
+
+    def _layout(self, layers: Any) -> tuple[list[tuple[int, int]], int]:
+        """(weight offset, bias offset) of each of ``layers`` in one row, and the row's padded length."""
+        offsets, off = [], 0
+        for l in layers:
+            n_out, n_in = self.widths[l + 1], self.widths[l]
+            w_off = off
+            off += -(-n_out * n_in // ALIGN) * ALIGN
+            b_off = off
+            if self.cfg.bias:
+                off += -(-n_out // ALIGN) * ALIGN
+            offsets.append((w_off, b_off))
+        return offsets, padded(off)
 
     @torch.no_grad()
     def load(self, i: int, state: dict[str, torch.Tensor]) -> None:
@@ -376,10 +401,10 @@ def _check_members(members: list[Member]) -> None:
     first = members[0]
     widths = _widths(first.state)
     m0 = first.model.model_dump(exclude={"init", "init_std"})
-    t0 = first.train.model_dump(exclude={"eval_every", "n_eval_train"})
+    t0 = first.train.model_dump(exclude=_NOT_TRAINING)
     for m in members[1:]:
         if (_widths(m.state) != widths or m.model.model_dump(exclude={"init", "init_std"}) != m0
-                or m.train.model_dump(exclude={"eval_every", "n_eval_train"}) != t0
+                or m.train.model_dump(exclude=_NOT_TRAINING) != t0
                 or m.batches.B != first.batches.B or m.batches.device != first.batches.device):
             raise ValueError(f"{m.label} cannot train in one ensemble with {first.label}: network shapes, "
                              "training settings or devices differ (see ensemble_key)")
@@ -455,6 +480,8 @@ class _Trainer:
                 torch.baddbmm(net.b3[l], x, net.Wt[l], out=h)
             else:
                 torch.bmm(x, net.Wt[l], out=h)
+            if net.scale[l] != 1.0:
+                h.mul_(net.scale[l])
             if l < L - 1:
                 a = ws.a[l + 1]
                 if self.act == "relu":
@@ -475,9 +502,12 @@ class _Trainer:
         dz.mul_(self.scale)
         for l in range(L - 1, -1, -1):
             dh = ws.dh[l]
-            torch.bmm(dh.transpose(1, 2), ws.inputs[l], out=net.gW[l])
-            if bias:
-                torch.sum(dh, 1, out=net.gb[l])
+            if net.scale[l] != 1.0:  # meanfield: d/d(W x + b) = scale * d/dh
+                dh.mul_(net.scale[l])
+            if not (net.fixed_readout and l == L - 1):
+                torch.bmm(dh.transpose(1, 2), ws.inputs[l], out=net.gW[l])
+                if bias:
+                    torch.sum(dh, 1, out=net.gb[l])
             if l == 0:
                 break
             dx = ws.dx[l]
@@ -544,6 +574,10 @@ def train_ensemble(members: list[Member], start: int, total: int,
     for i, m in enumerate(members):
         if m.on_snapshot is not None and m.snapshot_at is not None and start <= m.snapshot_at <= total:
             events.setdefault(m.snapshot_at, []).append(("snapshot", i))
+        if m.on_record is not None:
+            for s in sorted(set(m.record_at)):
+                if start <= s <= total:
+                    events.setdefault(s, []).append(("record", i))
         if m.on_eval is not None and m.train.eval_every:
             first_eval = (start // m.train.eval_every + 1) * m.train.eval_every
             for s in range(first_eval, total, m.train.eval_every):
@@ -556,7 +590,8 @@ def train_ensemble(members: list[Member], start: int, total: int,
         for kind, i in events.get(step, ()):
             if errors[i] is None:
                 m = members[i]
-                (m.on_snapshot if kind == "snapshot" else m.on_eval)(step, net.state(i))
+                hook = {"snapshot": m.on_snapshot, "eval": m.on_eval, "record": m.on_record}[kind]
+                hook(step, net.state(i))
         return time.perf_counter() - t
 
     t0 = time.perf_counter()

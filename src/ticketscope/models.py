@@ -3,6 +3,11 @@
 Each linear layer carries a binary mask buffer beside its weight; ``apply_masks`` re-zeroes
 pruned weights and is called after every optimizer step, so pruned weights are exactly 0.0
 at all times (momentum and weight decay included) and never come back.
+
+Options for Ingrosso & Goldt's committee machine (``ModelConfig``): ``scaling: meanfield`` divides
+each hidden layer's pre-activation W x + b by sqrt(fan_in); ``readout: fixed`` makes the readout a
+constant (+-readout_value / K per unit for the two classes, zero bias, ``requires_grad`` off);
+``bias_init: alternating`` starts hidden unit k's bias at +-bias_value (pre-activation units).
 """
 
 from __future__ import annotations
@@ -48,11 +53,20 @@ class FCN(nn.Module):
         )
         self.activation = ACTIVATIONS[cfg.activation]
         self.cfg = cfg
+        self.scales = [1.0 / math.sqrt(w) if cfg.scaling == "meanfield" else 1.0 for w in widths]
+        if cfg.readout == "fixed":
+            if num_classes != 2:
+                raise ValueError(f"model.readout: fixed needs two classes, not {num_classes}")
+            for p in self.layers[-1].parameters():
+                p.requires_grad_(False)
 
     def reset_parameters(self, generator: torch.Generator) -> None:
-        """Initialize weights (kaiming | glorot | normal) and zero biases from ``generator``."""
+        """Initialize weights (kaiming | glorot | normal) from ``generator``, biases (zero | alternating),
+        and a fixed readout's constants (its random draw is made and discarded, so the hidden layers
+        get the same values as with a trained readout)."""
+        last = len(self.layers) - 1
         with torch.no_grad():
-            for layer in self.layers:
+            for i, layer in enumerate(self.layers):
                 fan_out, fan_in = layer.weight.shape
                 if self.cfg.init == "kaiming":
                     std = math.sqrt(2.0 / fan_in)
@@ -63,6 +77,14 @@ class FCN(nn.Module):
                 layer.weight.copy_(torch.randn(layer.weight.shape, generator=generator) * std)
                 if layer.bias is not None:
                     layer.bias.zero_()
+                    if i < last and self.cfg.bias_init == "alternating":
+                        value = self.cfg.bias_value / self.scales[i]  # in pre-activation units
+                        layer.bias[0::2] = value
+                        layer.bias[1::2] = -value
+                if i == last and self.cfg.readout == "fixed":
+                    v = self.cfg.readout_value / fan_in
+                    layer.weight[0] = v
+                    layer.weight[1] = -v
                 layer.apply_mask()
 
     def layer_inputs(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -71,17 +93,20 @@ class FCN(nn.Module):
         for i, layer in enumerate(self.layers):
             x = self.norms[i](x)
             inputs.append(x)
-            x = layer(x)
             if i < len(self.layers) - 1:
-                x = self.activation(x)
+                x = self.activation(self._pre(i, layer(x)))
         return inputs
+
+    def _pre(self, i: int, h: torch.Tensor) -> torch.Tensor:
+        """Hidden layer i's pre-activation from W x + b (meanfield: divided by sqrt(fan_in))."""
+        return h if self.scales[i] == 1.0 else h * self.scales[i]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
             x = layer(self.norms[i](x))
             if i < last:
-                x = self.activation(x)
+                x = self.activation(self._pre(i, x))
         return x
 
     @torch.no_grad()

@@ -221,3 +221,32 @@ def connectivity(disp: object, indeg: object, path: str | Path, title: str = "")
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return save(fig, path)
+
+
+def emergence(panels: Sequence[tuple[str, pd.DataFrame]], path: str | Path, input_dim: int,
+              title: str = "") -> Path:
+    """Per-unit IPR of the first layer against samples seen (log x), one panel per ``(title, table)``,
+    in the style of Ingrosso & Goldt's Fig. 1D/1G: a thin line per unit, the most localized unit
+    at the end in bold, 3/D (a Gaussian random vector's IPR) dotted. Tables hold ``samples``,
+    ``unit`` and ``ipr`` (``analysis/snapshots.parquet`` of one round); panels share the y axis.
+    """
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 3.4), squeeze=False, sharey=True)
+    for ax, (label, df) in zip(axes[0], panels):
+        df = df[df["samples"] > 0]
+        last = df[df["samples"] == df["samples"].max()]
+        best = int(last.loc[last["ipr"].idxmax(), "unit"]) if len(last) else None
+        for unit, u in df.groupby("unit"):
+            u = u.sort_values("samples")
+            ax.plot(u["samples"], u["ipr"], lw=2.0 if unit == best else 0.9,
+                    color="C3" if unit == best else f"C{int(unit) % 10}", alpha=1.0 if unit == best else 0.6)
+        ax.axhline(3.0 / input_dim, color="k", ls=":", lw=1, label=f"3/D = {3.0 / input_dim:.4f}")
+        ax.set_xscale("log")
+        ax.set_xlabel("samples seen")
+        if len(last):
+            label = f"{label}\nmost localized: IPR {last['ipr'].max():.3f}"
+        ax.set_title(label, fontsize=8)
+        ax.legend(fontsize=7, loc="upper left")
+    axes[0][0].set_ylabel("IPR of each first-layer unit")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return save(fig, path)

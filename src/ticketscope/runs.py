@@ -7,6 +7,8 @@ Run directory layout::
     rounds/NNN/final.safetensors model state when it ends
     rounds/NNN/masks.safetensors masks of the prunable layers
     rounds/NNN/rewind.safetensors (round 0 only) the rewind point: init or step k
+    rounds/NNN/snapshots.safetensors (train.snapshots > 0) the model state at log-spaced steps:
+                                 keys ``step{S}.{state key}``, S the step (training.snapshot_steps)
     rounds/NNN/history.parquet   evaluations during training
     rounds/NNN/round.json        written last: the round's summary and its files' SHA-256
     metrics.parquet              one row per completed round (tidy summary)
@@ -44,7 +46,7 @@ from .io import atomic_write_text, exclusive_lock, load_tensors, read_json, save
 from .models import FCN
 from .pruning import RULES, PruneContext, connected_fraction, densities, survivor_targets
 from .seeding import derive_seed, generator
-from .training import BatchSource, evaluate
+from .training import BatchSource, evaluate, snapshot_steps
 
 
 def resolve_device(name: str) -> torch.device:
@@ -207,6 +209,7 @@ class _Run:
         self.table: pd.DataFrame | None = None
         self.files: dict[str, str] = {}
         self.history: list[dict[str, Any]] = []
+        self.snapshots: dict[str, torch.Tensor] = {}
 
     def next_round(self) -> _Plan | None:
         """The next round to train, or None when the run is complete (its run.json then written)."""
@@ -253,9 +256,16 @@ class _Run:
             self.model.load_state_dict(state)
             self.files["rewind.safetensors"] = save_tensors(d / "rewind.safetensors", self.model.state_dict())
 
+        self.snapshots: dict[str, torch.Tensor] = {}
+
+        def record(step: int, state: dict[str, torch.Tensor]) -> None:
+            self.snapshots.update({f"step{step}.{k}": v.detach().cpu().clone() for k, v in state.items()})
+
+        steps = snapshot_steps(cfg.train.snapshots, plan.total, plan.start)
         return Member(cfg.model, cfg.train, plan.state, self.data.batches, plan.r, label=f"run {self.out}",
                       snapshot_at=rewind_at, on_snapshot=snapshot if rewind_at is not None else None,
-                      on_eval=lambda step, state: self._record(plan.r, step, state))
+                      on_eval=lambda step, state: self._record(plan.r, step, state),
+                      record_at=steps, on_record=record if steps else None)
 
     def _record(self, r: int, step: int, state: dict[str, torch.Tensor]) -> None:
         self.model.load_state_dict(state)
@@ -268,6 +278,8 @@ class _Run:
         d, model, prunable = round_dir(self.out, plan.r), self.model, self.prunable
         self._record(plan.r, plan.total, state)
         self.files["final.safetensors"] = save_tensors(d / "final.safetensors", model.state_dict())
+        if self.snapshots:
+            self.files["snapshots.safetensors"] = save_tensors(d / "snapshots.safetensors", self.snapshots)
         write_table(d / "history.parquet", pd.DataFrame(self.history))
         final = {h["split"]: h for h in self.history if h["step"] == plan.total}
         masks = model.masks()
@@ -290,6 +302,18 @@ class _Run:
         write_table(self.out / "metrics.parquet", self.table)  # also after a kill between round.json and metrics
         write_json(self.out / "run.json", {"status": "complete", "rounds": len(self.done), "stop_reason": reason,
                                            "config_digest": self.cfg.digest()})
+
+
+def load_snapshots(out: Path, summary: dict[str, Any]) -> dict[int, dict[str, torch.Tensor]]:
+    """A completed round's weight snapshots (checksum verified): step -> model state; {} if none."""
+    if "snapshots.safetensors" not in summary["files"]:
+        return {}
+    flat = load_round_file(out, summary, "snapshots.safetensors")
+    steps: dict[int, dict[str, torch.Tensor]] = {}
+    for key, v in flat.items():
+        head, name = key.split(".", 1)
+        steps.setdefault(int(head[len("step"):]), {})[name] = v
+    return dict(sorted(steps.items()))
 
 
 def _detached(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -100,6 +100,20 @@ def lr_factor(step: int, total: int, cfg: TrainConfig) -> float:
     return 1.0
 
 
+def snapshot_steps(count: int, total: int, start: int = 0) -> tuple[int, ...]:
+    """Steps of a round's weight snapshots (``train.snapshots``): ``start`` (the round's first step)
+    and ``count`` steps log-spaced between 1 and ``total`` rounded to integers (duplicates merged),
+    those before ``start`` left out; () when ``count`` is 0. A pure function of its arguments."""
+    if count <= 0 or total <= 0:
+        return ()
+    if count == 1:
+        logs = [math.log(total)]
+    else:
+        logs = [math.log(total) * i / (count - 1) for i in range(count)]
+    steps = {start} | {min(total, max(1, round(math.exp(x)))) for x in logs}
+    return tuple(sorted(s for s in steps if start <= s <= total))
+
+
 def loss_fn(logits: torch.Tensor, y: torch.Tensor, kind: str) -> torch.Tensor:
     if kind == "mse":
         return F.mse_loss(logits, F.one_hot(y, logits.shape[1]).to(logits.dtype))

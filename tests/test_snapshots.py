@@ -1,0 +1,148 @@
+"""Weight snapshots at log-spaced steps (train.snapshots): stored and checksummed per round, the same
+bits alone and in an ensemble, redone bit-identically after SIGKILL; analyzed over training time."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from conftest import TINY, merge
+from ticketscope.analysis import analyze_run
+from ticketscope.config import parse_config
+from ticketscope.data import make_dataset
+from ticketscope.errors import TicketscopeError
+from ticketscope.io import load_tensors
+from ticketscope.metrics import ipr, spatial_localization
+from ticketscope.runs import completed_rounds, load_snapshots, round_dir, run_ensemble, run_experiment
+from ticketscope.training import snapshot_steps
+
+SNAP = {"threads": 1, "train": {"snapshots": 5}, "prune": {"rounds": 1}}
+
+
+def test_snapshot_steps():
+    assert snapshot_steps(0, 100) == ()
+    assert snapshot_steps(5, 10000) == (0, 1, 10, 100, 1000, 10000)
+    assert snapshot_steps(1, 60) == (0, 60)
+    steps = snapshot_steps(30, 50)  # duplicates of small steps merged
+    assert steps[0] == 0 and steps[-1] == 50 and list(steps) == sorted(set(steps))
+    assert snapshot_steps(5, 10000, start=20) == (20, 100, 1000, 10000)  # late rewinding: from the start step
+
+
+@pytest.fixture(scope="module")
+def snap_run(tmp_path_factory):
+    cfg = parse_config(merge(TINY, SNAP))
+    run = tmp_path_factory.mktemp("snap") / "r"
+    run_experiment(cfg, run, progress=False)
+    return cfg, run
+
+
+def test_snapshots_are_stored_checksummed_and_consistent(snap_run):
+    cfg, run = snap_run
+    done = completed_rounds(run)
+    assert len(done) == 2
+    for summary in done:
+        d = round_dir(run, summary["round"])
+        assert "snapshots.safetensors" in summary["files"]
+        snaps = load_snapshots(run, summary)
+        assert tuple(snaps) == snapshot_steps(5, 60) == (0, 1, 3, 8, 22, 60)
+        start = load_tensors(d / "start.safetensors")
+        final = load_tensors(d / "final.safetensors")
+        for k in final:
+            assert torch.equal(snaps[0][k], start[k]) and torch.equal(snaps[60][k], final[k]), k
+        assert not torch.equal(snaps[1]["layers.0.weight"], snaps[0]["layers.0.weight"])
+        # pruned weights stay zero in every snapshot
+        for state in snaps.values():
+            assert torch.equal(state["layers.0.weight"] * (1 - state["layers.0.mask"]),
+                               torch.zeros_like(state["layers.0.weight"]))
+    # a corrupted snapshot file is named
+    bad = run.parent / "bad"
+    import shutil
+    shutil.copytree(run, bad)
+    path = round_dir(bad, 0) / "snapshots.safetensors"
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 1
+    path.write_bytes(bytes(data))
+    with pytest.raises(TicketscopeError, match="snapshots.safetensors"):
+        load_snapshots(bad, completed_rounds(bad)[0])
+
+
+def test_no_snapshots_by_default(tmp_path):
+    run_experiment(parse_config(merge(TINY, {"prune": {"rounds": 0}})), tmp_path / "r", progress=False)
+    assert "snapshots.safetensors" not in completed_rounds(tmp_path / "r")[0]["files"]
+    assert not (round_dir(tmp_path / "r", 0) / "snapshots.safetensors").exists()
+
+
+def test_snapshots_bit_identical_alone_and_in_an_ensemble(tmp_path, snap_run):
+    cfg, alone = snap_run
+    others = [merge(TINY, {**SNAP, "seed": 3, "data": {"gaussian_clone": True, "online": True}}),
+              merge(TINY, {"threads": 1, "seed": 4, "prune": {"rounds": 1, "rewind": "step", "rewind_step": 5}}),
+              merge(TINY, {**SNAP, "seed": 5, "prune": {"rounds": 1, "rewind": "step", "rewind_step": 5}})]
+    items = [(cfg, tmp_path / "a")] + [(parse_config(c), tmp_path / f"o{i}") for i, c in enumerate(others)]
+    run_ensemble(items, progress=False)
+    for r in (0, 1):
+        assert (round_dir(tmp_path / "a", r) / "snapshots.safetensors").read_bytes() == \
+            (round_dir(alone, r) / "snapshots.safetensors").read_bytes()
+    # late rewinding: round 1 starts at step 5 and snapshots from there
+    assert tuple(load_snapshots(tmp_path / "o2", completed_rounds(tmp_path / "o2")[1])) == (5, 8, 22, 60)
+    solo = tmp_path / "solo"
+    run_experiment(parse_config(others[2]), solo, progress=False)
+    for r in (0, 1):
+        assert (round_dir(solo, r) / "snapshots.safetensors").read_bytes() == \
+            (round_dir(tmp_path / "o2", r) / "snapshots.safetensors").read_bytes()
+
+
+def test_kill_and_resume_redoes_snapshots_bit_identically(tmp_path):
+    update = {**SNAP, "train": {"steps": 300, "snapshots": 8}, "prune": {"rounds": 4}}
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(merge(TINY, update)))
+    ref = tmp_path / "ref"
+    run_experiment(parse_config(merge(TINY, update)), ref, progress=False)
+    killed = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "ticketscope.cli", "run", str(path), "--out", str(killed), "--quiet"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    proc = subprocess.Popen(cmd, env=env)
+    deadline = time.time() + 120
+    while not (round_dir(killed, 1) / "round.json").exists():
+        assert time.time() < deadline and proc.poll() is None, "run ended before it could be killed"
+        time.sleep(0.01)
+    time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "run.json").exists()
+    subprocess.run(cmd, env=env, check=True)
+    for r in range(5):
+        a, b = round_dir(ref, r), round_dir(killed, r)
+        assert (a / "snapshots.safetensors").read_bytes() == (b / "snapshots.safetensors").read_bytes(), r
+        ja, jb = (json.loads((x / "round.json").read_text()) for x in (a, b))
+        assert ja["files"] == jb["files"]
+
+
+def test_analysis_of_snapshots(snap_run):
+    cfg, run = snap_run
+    out = analyze_run(run, n_probe=256)
+    df = pd.read_parquet(out / "snapshots.parquet")
+    assert list(df.columns) == ["round", "step", "samples", "unit", "ipr", "localization"]
+    assert len(df) == 2 * 6 * 16
+    ds = make_dataset(cfg.data)
+    for r in (0, 1):
+        for step, state in load_snapshots(run, completed_rounds(run)[r]).items():
+            W = state["layers.0.weight"].double()
+            rows = df[(df["round"] == r) & (df["step"] == step)].sort_values("unit")
+            assert (rows["samples"] == step * cfg.train.batch_size).all()
+            np.testing.assert_allclose(rows["ipr"], ipr(W).numpy())
+            w2 = W.numpy() ** 2
+            np.testing.assert_allclose(rows["ipr"], (w2 ** 2).sum(1) / w2.sum(1) ** 2, rtol=1e-10)
+            np.testing.assert_allclose(rows["localization"],
+                                       spatial_localization(W, ds.input_shape, ds.torus).numpy())
+    assert (out / "emergence.png").stat().st_size > 10_000
