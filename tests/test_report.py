@@ -176,3 +176,17 @@ def test_gain_trend_is_a_t_test_on_per_seed_slopes(tmp_path):
     assert trend[0].effect == pytest.approx(np.mean(slopes), rel=1e-9)
     assert trend[0].p == pytest.approx(ref.pvalue, rel=1e-9) and trend[0].verdict == "supported"
     assert report.gain_figure(table, tmp_path / "gain.png").stat().st_size > 10_000
+
+
+def test_a_dense_sweep_is_judged_on_the_emergence_claim_only():
+    """Round 0 only (no pruning): the pruning claims would read a dense network as 'IMP at its sparsest';
+    the one claim is Ingrosso-Goldt's, paired by seed like the others (checked against scipy)."""
+    rng = np.random.default_rng(3)
+    rows = [{"layer": "layers.0", "round": 0, "seed": s, "prune.method": "imp", "data.gaussian_clone": clone,
+             "ipr_max": (0.06 if not clone else 0.008) + rng.normal(0, 0.005)} for s in range(3) for clone in (False, True)]
+    table = pd.DataFrame(rows)
+    (row,) = claims(table, ["seed", "data.gaussian_clone"])
+    assert row.claim == report.EMERGENCE.claim and row.verdict == "supported"
+    a = table[~table["data.gaussian_clone"]].set_index("seed")["ipr_max"]
+    b = table[table["data.gaussian_clone"]].set_index("seed")["ipr_max"]
+    assert row.p == pytest.approx(stats.ttest_rel(a, b).pvalue, rel=1e-9)

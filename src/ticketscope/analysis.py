@@ -42,7 +42,7 @@ from .runs import completed_rounds, load_round_file, load_snapshots, prunable_la
 from .seeding import derive_seed
 
 log = logging.getLogger(__name__)
-ANALYSIS_VERSION = 2  # bump when a stored measure changes: older analyses are then recomputed
+ANALYSIS_VERSION = 3  # bump when a stored measure changes: older analyses are then recomputed
 SAMPLES_PER_GROUP = 2000  # cavity scores kept per (round, layer, group) for histograms
 
 
@@ -144,6 +144,7 @@ def analyze_run(run_dir: str | Path, n_probe: int = 4096, figures: bool = True, 
             for col in ("ipr", "ipr_null", "localization", "kappa", "kappa_pooled", "ng", "ng_pooled", "ng_null",
                         "ng_excess", *per_class):
                 row[col] = float(alive[col].mean()) if alive[col].notna().any() else np.nan
+            row["ipr_max"] = float(alive["ipr"].max()) if alive["ipr"].notna().any() else np.nan
             if r + 1 < len(done):
                 scores = class_cavity_scores(W.double(), inputs[i].double(), y, ds.num_classes)
                 stats, samples = _cavity_rows(scores, W, mask, states[r + 1][f"{name}.mask"].to(device),
