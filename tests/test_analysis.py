@@ -96,3 +96,51 @@ def test_an_older_analysis_version_is_recomputed_and_provenance_recorded(analyze
         analyze_run(run, n_probe=512, figures=False)
     assert "version 1" in caplog.text and (out / "units.parquet").stat().st_mtime_ns > before
     assert json.loads((out / "analysis.json").read_text())["version"] == ANALYSIS_VERSION
+
+
+def _torus_spread(w: np.ndarray, L: int) -> float:
+    """sigma of SCIENCE.md by brute force on an L x L torus: circular-mean centre per axis, explicit distances."""
+    p = (w**2).reshape(L, L) / (w**2).sum()
+    r = np.arange(L)
+    centre = [np.angle((p.sum(1 - a) * np.exp(2j * np.pi * r / L)).sum()) * L / (2 * np.pi) % L for a in (0, 1)]
+    d = [np.minimum(np.abs(r - c) % L, L - np.abs(r - c) % L) for c in centre]
+    return float(np.sqrt((p * (d[0][:, None] ** 2 + d[1][None, :] ** 2)).sum()))
+
+
+def test_stored_localization_ipr_null_and_cavity_scores_match_independent_recomputation(analyzed):
+    """From the round-1 checkpoint, independently of the package's code paths:
+    - localization = sigma(w) / mean of 8 shuffles: sigma by brute force, the shuffle mean by 3000 numpy
+      permutations; the stored value's own 8-shuffle noise sets the tolerance (4.5 of its standard errors);
+    - ipr_null: the mean IPR of Gaussian vectors with n non-zeros is exactly 3 / (n + 2); 32 draws, 4.5 se;
+    - cavity_removed_mean: zero each weight the next round removes, recompute the unit's class-pooled
+      |kappa - 3| with scipy on the analysis probe set (1e-8 relative)."""
+    cfg, run, out = analyzed
+    rng = np.random.default_rng(0)
+    units = pd.read_parquet(out / "units.parquet")
+    u = units[(units["round"] == 1) & (units["layer"] == "layers.0")].sort_values("unit")
+    W = load_tensors(round_dir(run, 1) / "final.safetensors")["layers.0.weight"].double().numpy()
+    for w, loc in zip(W, u["localization"]):
+        null = np.array([_torus_spread(rng.permutation(w), 8) for _ in range(3000)])
+        se = _torus_spread(w, 8) / null.mean() ** 2 * null.std() / np.sqrt(8)
+        assert abs(loc - _torus_spread(w, 8) / null.mean()) < 4.5 * se + 1e-12
+    n = (W != 0).sum(1)
+    g = rng.standard_normal((20000, n.max()))
+    for k, stored in zip(n, u["ipr_null"]):
+        draws = (g[:, :k] ** 4).sum(1) / (g[:, :k] ** 2).sum(1) ** 2
+        assert abs(stored - 3 / (k + 2)) < 4.5 * draws.std() / np.sqrt(32)
+    X, y = make_dataset(cfg.data).test(512, seed=derive_seed(cfg.seed, "analysis-probe"))
+    X, y = X.double().numpy(), y.numpy()
+    m1 = load_tensors(round_dir(run, 1) / "masks.safetensors")["layers.0"].bool().numpy()
+    m2 = load_tensors(round_dir(run, 2) / "masks.safetensors")["layers.0"].bool().numpy()
+
+    def pooled(w):
+        h = X @ w
+        return sum(np.mean(y == c) * abs(stats.kurtosis(h[y == c], fisher=False) - 3) for c in (0, 1))
+
+    scores = []
+    for i, j in zip(*np.nonzero(m1 & ~m2)):
+        v = W[i].copy()
+        v[j] = 0.0
+        scores.append(pooled(v) - pooled(W[i]))
+    rounds = pd.read_parquet(out / "rounds.parquet").set_index(["round", "layer"])
+    assert rounds.loc[(1, "layers.0"), "cavity_removed_mean"] == pytest.approx(np.mean(scores), rel=1e-8)

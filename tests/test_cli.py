@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -43,6 +45,11 @@ def test_run_show_json_analyze(tmp_path):
     assert [r["round"] for r in rows] == [0, 1] and rows[1]["density[layers.0]"] == pytest.approx(0.8, abs=1 / 1024)
     res = runner.invoke(app, ["analyze", str(tmp_path / "r"), "--n-probe", "256"])
     assert res.exit_code == 0 and (tmp_path / "r" / "analysis" / "rf_grid.png").exists()
+    # the stored IPR of every first-layer unit is the checkpoint's, recomputed in numpy
+    units = pd.read_parquet(tmp_path / "r" / "analysis" / "units.parquet")
+    u = units[(units["round"] == 1) & (units["layer"] == "layers.0")].sort_values("unit")
+    W = load_tensors(tmp_path / "r" / "rounds" / "001" / "final.safetensors")["layers.0.weight"].double().numpy()
+    np.testing.assert_allclose(u["ipr"], (W**4).sum(1) / (W**2).sum(1) ** 2, rtol=1e-10)
 
 
 def test_presets_are_listed_and_every_point_is_valid():

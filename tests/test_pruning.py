@@ -16,7 +16,7 @@ def _layers(seed: int = 0) -> dict[str, torch.Tensor]:
 
 def _ctx(masks, r, scope="layerwise", fraction=0.2, **kw) -> PruneContext:
     totals = {n: m.numel() for n, m in masks.items()}
-    return PruneContext(round=r, scope=scope, targets=survivor_targets(totals, fraction, r, scope), seed=0, **kw)
+    return PruneContext(scope=scope, targets=survivor_targets(totals, fraction, r, scope), seed=0, **kw)
 
 
 @pytest.mark.parametrize("scope", ["layerwise", "global"])
@@ -70,7 +70,7 @@ def _kept_counts(rule, mask: torch.Tensor, keep: int, seeds: int) -> np.ndarray:
     w = {"a": torch.randn(mask.shape, generator=torch.Generator().manual_seed(0))}
     counts = np.zeros(mask.numel())
     for seed in range(seeds):
-        ctx = PruneContext(round=1, scope="layerwise", targets={"a": keep}, seed=seed)
+        ctx = PruneContext(scope="layerwise", targets={"a": keep}, seed=seed)
         counts += rule(w, {"a": mask}, ctx)["a"].flatten().numpy()
     return counts
 
@@ -112,7 +112,7 @@ def test_ties_and_already_pruned_weights():
     w = {"a": torch.ones(4, 5)}
     masks = {"a": torch.ones(4, 5)}
     masks["a"][0] = 0
-    ctx = PruneContext(round=1, scope="layerwise", targets={"a": 10}, seed=0)
+    ctx = PruneContext(scope="layerwise", targets={"a": 10}, seed=0)
     new = keep_top({"a": w["a"]}, masks, ctx)
     assert int(new["a"].sum()) == 10 and not bool(new["a"][0].any())
     ctx.targets = {"a": 100}  # more than survive: keep all survivors, revive none
@@ -130,7 +130,7 @@ def test_cavity_rule_removes_the_most_non_gaussianity_raising_weights():
     masks["a"][0, :4] = 0
     W = W * masks["a"].double()
     y = torch.arange(600) % 3 // 2  # classes of 400 and 200 probe inputs
-    ctx = PruneContext(round=1, scope="layerwise", targets={"a": 40}, seed=0, layer_inputs={"a": X}, probe_labels=y)
+    ctx = PruneContext(scope="layerwise", targets={"a": 40}, seed=0, layer_inputs={"a": X}, probe_labels=y)
     new = RULES["cavity"]({"a": W}, masks, ctx)["a"]
 
     def pooled_ng(w: torch.Tensor) -> float:

@@ -36,7 +36,7 @@ from .errors import TicketscopeError
 from .io import read_json, write_json, write_table
 from .metrics import (cavity_analysis, cavity_groups, class_cavity_scores, class_kurtosis, displacement_histogram,
                       in_degree_histogram, ipr, ipr_null, nongaussianity, nongaussianity_null, spatial_localization)
-from .models import FCN
+from .models import FCN, layer_index
 from .provenance import provenance
 from .runs import completed_rounds, load_round_file, load_snapshots, prunable_layers, resolve_device
 from .seeding import derive_seed
@@ -44,10 +44,6 @@ from .seeding import derive_seed
 log = logging.getLogger(__name__)
 ANALYSIS_VERSION = 3  # bump when a stored measure changes: older analyses are then recomputed
 SAMPLES_PER_GROUP = 2000  # cavity scores kept per (round, layer, group) for histograms
-
-
-def _layer_index(name: str) -> int:
-    return int(name.split(".")[1])
 
 
 def unit_measures(W: torch.Tensor, inputs: torch.Tensor, y: torch.Tensor, ds: Dataset, first: bool,
@@ -130,7 +126,7 @@ def analyze_run(run_dir: str | Path, n_probe: int = 4096, figures: bool = True, 
         with torch.no_grad():
             inputs = model.layer_inputs(X)
         for name in prunable_layers(cfg):
-            i = _layer_index(name)
+            i = layer_index(name)
             W, mask = state[f"{name}.weight"].to(device), state[f"{name}.mask"].to(device)
             u = unit_measures(W, inputs[i], y, ds, first=i == 0, num_classes=ds.num_classes,
                               seed=derive_seed(cfg.seed, "ng-null", r, name))

@@ -26,6 +26,11 @@ ACTIVATIONS = {
 }
 
 
+def layer_index(name: str) -> int:
+    """Position of a layer from its name in :meth:`FCN.weights`: ``"layers.2"`` -> 2."""
+    return int(name.split(".")[1])
+
+
 class MaskedLinear(nn.Linear):
     """``nn.Linear`` with a ``mask`` buffer of the weight's shape (1 = alive, 0 = pruned)."""
 

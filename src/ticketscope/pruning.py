@@ -32,7 +32,6 @@ Tensors = dict[str, torch.Tensor]
 class PruneContext:
     """What a rule may need beyond the current weights and masks."""
 
-    round: int  # the round whose masks are being made (>= 1)
     scope: str  # "layerwise" | "global"
     targets: dict[str, int]  # survivors to keep per layer, or {"*": total} for global scope
     seed: int

@@ -43,7 +43,7 @@ from .data import Dataset, make_dataset
 from .ensemble import Member, ensemble_key, train_ensemble
 from .errors import TicketscopeError
 from .io import atomic_write_text, exclusive_lock, load_tensors, read_json, save_tensors, write_json, write_table
-from .models import FCN
+from .models import FCN, layer_index
 from .pruning import RULES, PruneContext, connected_fraction, densities, survivor_targets
 from .seeding import derive_seed, generator
 from .training import BatchSource, evaluate, snapshot_steps
@@ -342,7 +342,7 @@ def _next_masks(cfg: RunConfig, model: FCN, data: RunData, out: Path, done: list
     last = load_round_file(out, done[-1], "final.safetensors")
     weights = {n: last[f"{n}.weight"].to(device) for n in prunable}
     masks = {n: last[f"{n}.mask"].to(device) for n in prunable}
-    ctx = PruneContext(round=r, scope=cfg.prune.scope, seed=cfg.seed, cavity_mix=cfg.prune.cavity_mix,
+    ctx = PruneContext(scope=cfg.prune.scope, seed=cfg.seed, cavity_mix=cfg.prune.cavity_mix,
                        targets=survivor_targets({n: m.numel() for n, m in masks.items()},
                                                 cfg.prune.fraction, r, cfg.prune.scope))
     if cfg.prune.method == "oneshot":
@@ -354,7 +354,7 @@ def _next_masks(cfg: RunConfig, model: FCN, data: RunData, out: Path, done: list
         X, ctx.probe_labels = data.probe(cfg, device)
         with torch.no_grad():
             inputs = model.layer_inputs(X)
-        ctx.layer_inputs = {n: inputs[int(n.split(".")[1])] for n in prunable}
+        ctx.layer_inputs = {n: inputs[layer_index(n)] for n in prunable}
     return RULES[cfg.prune.method](weights, masks, ctx)
 
 
