@@ -122,7 +122,8 @@ def rf_grid(panels: Sequence[RFPanel], path: str | Path, title: str = "") -> Pat
     weights (signed colormap, symmetric per unit) with the pruned pixels greyed out; 1D inputs:
     signed bar plots with the kept connections ticked."""
     k = max(len(p.weights) for p in panels)
-    height = 1.75 * len(panels) + 0.45  # 0.45 inch on top for the two-line title
+    row = 1.75 if len(panels[0].shape) == 1 else 2.0  # images need room for their captions
+    height = row * len(panels) + 0.45  # 0.45 inch on top for the two-line title
     fig, axes = plt.subplots(len(panels), k + 1, figsize=(1.5 * k + 1.8, height), squeeze=False,
                              gridspec_kw={"width_ratios": [1.2] + [1] * k})
     for row, p in enumerate(panels):

@@ -260,6 +260,8 @@ EMERGENCE = ClaimSpec(
 def _per_seed(table: pd.DataFrame, value: str, where: dict[str, Any], at: str = "last") -> pd.Series:
     """One value per seed (first layer): at the sparsest round, mean over rounds, or dense-to-sparsest change."""
     df = table[table["layer"] == FIRST]
+    if value not in df:  # a measure no run has (e.g. cavity scores of a sweep without pruning rounds)
+        return pd.Series(dtype=float)
     for k, v in where.items():
         df = df[df[k] == v] if k in df else df.iloc[:0]
     df = df.dropna(subset=[value]) if at == "mean" else df
@@ -435,7 +437,7 @@ def build_report(sweep_dir: str | Path, n_probe: int = 4096, notes: str = "") ->
     snapshots = sorted(p for p in (sweep_dir / "runs").glob("*/analysis/snapshots.parquet"))
     if snapshots:
         figs["Receptive fields over training"] = emergence_figure(sweep_dir, table, axes, out / "emergence.png")
-    cav = table[(table["layer"] == FIRST)].dropna(subset=["cavity_removed_mean"])
+    cav = table[(table["layer"] == FIRST)].dropna(subset=["cavity_removed_mean"]) if "cavity_removed_mean" in table else []
     if len(cav):
         figs["Cavity scores of pruned vs kept weights"] = condition_curves(
             cav, axes, [("cavity_removed_mean", "mean score of removed weights", 0.0),
