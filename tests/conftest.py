@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import copy
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src"
 
 TINY: dict[str, Any] = {
     "data": {"name": "nlgp", "L": 8, "n_train": 1024, "n_test": 256, "gain": 3.0, "xis": [1.0, 3.0]},
@@ -25,3 +33,21 @@ def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
 @pytest.fixture
 def tiny() -> dict[str, Any]:
     return copy.deepcopy(TINY)
+
+
+def kill_cli_run_after_round(config_path: Path, out: Path, round_: int = 1) -> list[str]:
+    """Start `ticketscope run CONFIG --out OUT` in a real subprocess, SIGKILL it once round ``round_`` is
+    complete (mid-run), check it did not finish, and return the command that resumes it."""
+    from ticketscope.runs import round_dir
+
+    cmd = [sys.executable, "-m", "ticketscope.cli", "run", str(config_path), "--out", str(out), "--quiet"]
+    proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONPATH": str(SRC)})
+    deadline = time.time() + 120
+    while not (round_dir(out, round_) / "round.json").exists():
+        assert time.time() < deadline and proc.poll() is None, "run ended before it could be killed"
+        time.sleep(0.01)
+    time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "run.json").exists()
+    return cmd

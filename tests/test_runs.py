@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
-from conftest import TINY, merge
+from conftest import SRC, TINY, kill_cli_run_after_round, merge
 from ticketscope.config import load_config, load_run_config, parse_config
 from ticketscope.errors import TicketscopeError
 from ticketscope.io import exclusive_lock, load_tensors
@@ -129,17 +127,8 @@ def test_kill_and_resume_is_bit_identical(tmp_path, method):
     path.write_text(yaml.safe_dump(merge(TINY, update)))
     _, ref = _run(tmp_path, "ref", update)
     killed = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "ticketscope.cli", "run", str(path), "--out", str(killed), "--quiet"]
-    proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONPATH": "src"})
-    deadline = time.time() + 120
-    while not (round_dir(killed, 1) / "round.json").exists():  # kill mid-run, after round 1
-        assert time.time() < deadline and proc.poll() is None, "run ended before it could be killed"
-        time.sleep(0.02)
-    time.sleep(0.1)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert not (killed / "run.json").exists()
-    subprocess.run(cmd, check=True)
+    cmd = kill_cli_run_after_round(path, killed)
+    subprocess.run(cmd, check=True, env={**os.environ, "PYTHONPATH": str(SRC)})
     _assert_same_run(ref, killed)
 
 

@@ -5,11 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
-import sys
-import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,7 +13,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import TINY, merge
+from conftest import SRC, TINY, kill_cli_run_after_round, merge
 from ticketscope.analysis import analyze_run
 from ticketscope.config import parse_config
 from ticketscope.data import make_dataset
@@ -109,18 +105,8 @@ def test_kill_and_resume_redoes_snapshots_bit_identically(tmp_path):
     ref = tmp_path / "ref"
     run_experiment(parse_config(merge(TINY, update)), ref, progress=False)
     killed = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "ticketscope.cli", "run", str(path), "--out", str(killed), "--quiet"]
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
-    proc = subprocess.Popen(cmd, env=env)
-    deadline = time.time() + 120
-    while not (round_dir(killed, 1) / "round.json").exists():
-        assert time.time() < deadline and proc.poll() is None, "run ended before it could be killed"
-        time.sleep(0.01)
-    time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert not (killed / "run.json").exists()
-    subprocess.run(cmd, env=env, check=True)
+    cmd = kill_cli_run_after_round(path, killed)
+    subprocess.run(cmd, env={**os.environ, "PYTHONPATH": str(SRC)}, check=True)
     for r in range(5):
         a, b = round_dir(ref, r), round_dir(killed, r)
         assert (a / "snapshots.safetensors").read_bytes() == (b / "snapshots.safetensors").read_bytes(), r
