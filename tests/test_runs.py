@@ -185,3 +185,15 @@ def test_busy_run_inside_an_ensemble_is_reported_and_the_others_finish(tmp_path)
     # and the busy one, run later on its own, matches what it would have been inside the ensemble
     again = run_ensemble([(cfgs[0], tmp_path / "busy"), (cfgs[1], tmp_path / "free")], progress=False)
     assert list(again[0]["round"]) == [0, 1]
+
+
+@pytest.mark.parametrize("update", [{"device": "cuda"}, {"data": {"name": "mnist", "data_dir": "/nonexistent"}}])
+def test_a_run_that_cannot_start_writes_nothing(tmp_path, update):
+    """No GPU, or a missing data set: one clear error and no directory, so the corrected command on the same
+    --out is not refused as 'a different config'."""
+    if update.get("device") == "cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(TicketscopeError, match="cuda|ticketscope data download mnist"):
+        run_experiment(parse_config(merge(TINY, update)), tmp_path / "r", progress=False)
+    assert not (tmp_path / "r").exists()
+    _run(tmp_path, "r", {"prune": {"rounds": 1}})  # the corrected config claims the same directory

@@ -399,12 +399,16 @@ def run_ensemble(items: list[tuple[RunConfig, str | Path]], progress: bool = Tru
     with ExitStack() as locks:
         todo: dict[str, list[tuple[int, RunConfig, Path]]] = {}
         seen: set[Path] = set()
+        fresh: set[int] = set()  # runs whose directory this call claims
         for i, (cfg, out_dir) in enumerate(items):
             out = Path(out_dir)
             try:
                 if out.resolve() in seen:
                     raise TicketscopeError(f"{out} is listed twice in one ensemble")
                 seen.add(out.resolve())
+                resolve_device(cfg.device)  # a run that cannot start writes nothing
+                if not (out / "config.yaml").exists():
+                    fresh.add(i)
                 locks.enter_context(exclusive_lock(out))
                 cfg = _claim_directory(out, cfg) or cfg
                 if (out / "run.json").exists():
@@ -417,6 +421,9 @@ def run_ensemble(items: list[tuple[RunConfig, str | Path]], progress: bool = Tru
             todo.setdefault(key, []).append((i, cfg, out))
         for group in todo.values():
             _run_group(group, results, progress)
+        for i in fresh:  # claimed here but could not start (e.g. a missing data set): leave no trace
+            if isinstance(results[i], TicketscopeError) and not (Path(items[i][1]) / "rounds").exists():
+                _unclaim(Path(items[i][1]))
     failed = [(items[i][1], r) for i, r in enumerate(results) if isinstance(r, TicketscopeError)]
     if failed and errors == "raise":
         if len(items) == 1:
@@ -424,6 +431,14 @@ def run_ensemble(items: list[tuple[RunConfig, str | Path]], progress: bool = Tru
         raise TicketscopeError(f"{len(failed)} of {len(items)} runs failed:\n"
                                + "\n".join(f"  {out}: {e}" for out, e in failed))
     return results  # type: ignore[return-value]
+
+
+def _unclaim(out: Path) -> None:
+    """Remove the config and lock this process wrote into ``out`` (and ``out`` itself if then empty)."""
+    for name in ("config.yaml", ".lock"):
+        (out / name).unlink(missing_ok=True)
+    if not any(out.iterdir()):
+        out.rmdir()
 
 
 def _run_group(group: list[tuple[int, RunConfig, Path]], results: list[Any], progress: bool) -> None:
