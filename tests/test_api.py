@@ -24,6 +24,7 @@ def test_open_run_reads_what_the_run_wrote(tmp_path):
     summary = run_experiment(cfg, tmp_path / "r", progress=False)
     run = ticketscope.open_run(tmp_path / "r")
     assert run.config == cfg and run.rounds == [0, 1, 2] and run.complete
+    assert run.provenance["ticketscope"] == ticketscope.__version__ and run.provenance["threads"] == torch.get_num_threads()
     assert run.summary.equals(summary)
     final = load_tensors(round_dir(tmp_path / "r", 1) / "final.safetensors")
     assert torch.equal(run.weights(1)["layers.0"], final["layers.0.weight"])

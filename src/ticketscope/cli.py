@@ -115,7 +115,9 @@ def show(run_dir: Path = typer.Argument(..., help="run directory"),
     from rich.console import Console
     from rich.table import Table
 
-    t = Table(title=str(run_dir))
+    run_json = run_dir / "run.json"
+    made_by = json.loads(run_json.read_text()).get("provenance") if run_json.exists() else None
+    t = Table(title=str(run_dir), caption=", ".join(f"{k} {v}" for k, v in made_by.items()) if made_by else None)
     for col in table.columns:
         t.add_column(col)
     for row in table.itertuples(index=False):

@@ -44,6 +44,7 @@ from .ensemble import Member, ensemble_key, train_ensemble
 from .errors import TicketscopeError
 from .io import atomic_write_text, exclusive_lock, load_tensors, read_json, save_tensors, write_json, write_table
 from .models import FCN, layer_index
+from .provenance import provenance
 from .pruning import RULES, PruneContext, connected_fraction, densities, survivor_targets
 from .seeding import derive_seed, generator
 from .training import BatchSource, evaluate, snapshot_steps
@@ -301,7 +302,7 @@ class _Run:
         self.table = summary_table(self.out, self.cfg)
         write_table(self.out / "metrics.parquet", self.table)  # also after a kill between round.json and metrics
         write_json(self.out / "run.json", {"status": "complete", "rounds": len(self.done), "stop_reason": reason,
-                                           "config_digest": self.cfg.digest()})
+                                           "config_digest": self.cfg.digest(), "provenance": provenance(self.device)})
 
 
 def load_snapshots(out: Path, summary: dict[str, Any]) -> dict[int, dict[str, torch.Tensor]]:
