@@ -17,6 +17,8 @@ import pandas as pd
 import pytest
 import torch
 
+from conftest import TINY as CONFTEST_TINY
+from conftest import merge
 from ticketscope.config import DataConfig, RunConfig, TrainConfig
 from ticketscope.errors import TicketscopeError
 from ticketscope.experiments import executors
@@ -26,21 +28,11 @@ from ticketscope.experiments.sweep import Outcome, Sweep, load_sweep, run_sweep,
 from ticketscope.io import exclusive_lock
 from ticketscope.runs import run_experiment
 
-TINY = {
-    "data": {"name": "nlgp", "L": 6, "dim": 2, "n_train": 256, "n_test": 128, "xis": [1.0, 2.0]},
-    "model": {"hidden": [8]},
-    "train": {"steps": 30, "batch_size": 32, "n_eval_train": 128},
-    "prune": {"rounds": 1},
-}
-
-
+# conftest's tiny run, smaller still: sweeps run many of them
+TINY = merge(CONFTEST_TINY, {"data": {"L": 6, "n_train": 256, "n_test": 128, "xis": [1.0, 2.0]}, "model": {"hidden": [8]},
+                             "train": {"steps": 30, "batch_size": 32, "n_eval_train": 128}, "prune": {"rounds": 1}})
 # runs long enough (a few seconds, two pruning rounds) to be interrupted between rounds
-SLOW = {
-    "data": {"name": "nlgp", "L": 6, "dim": 2, "n_train": 256, "n_test": 128, "xis": [1.0, 2.0]},
-    "model": {"hidden": [8]},
-    "train": {"steps": 60, "batch_size": 32, "n_eval_train": 128},
-    "prune": {"rounds": 2},
-}
+SLOW = merge(TINY, {"train": {"steps": 60}, "prune": {"rounds": 2}})
 
 
 def tiny_sweep(grid: dict, **extra) -> Sweep:
