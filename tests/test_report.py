@@ -190,3 +190,15 @@ def test_a_dense_sweep_is_judged_on_the_emergence_claim_only():
     a = table[~table["data.gaussian_clone"]].set_index("seed")["ipr_max"]
     b = table[table["data.gaussian_clone"]].set_index("seed")["ipr_max"]
     assert row.p == pytest.approx(stats.ttest_rel(a, b).pvalue, rel=1e-9)
+
+
+def test_report_on_a_sweep_that_varies_the_input_shape(tmp_path):
+    """Regression: every condition used to be reshaped with the first run's input shape (and a clone was
+    refitted to read it); now each run's own shape comes from its analysis stamp."""
+    sweep = load_sweep({"name": "shapes", "base": merge(TINY, {"prune": {"rounds": 1}, "train": {"steps": 20}}),
+                        "grid": {"data.L": [6, 8], "data.dim": [1, 2]}})
+    assert (run_sweep(sweep, tmp_path, workers=1, progress=False)["status"] == "ok").all()
+    html = build_report(tmp_path)
+    table = pd.read_parquet(html.parent / "table.parquet")
+    assert sorted(table.groupby(["data.L", "data.dim"]).size().index.tolist()) == [(6, 1), (6, 2), (8, 1), (8, 2)]
+    assert (html.parent / "rf_grid.png").stat().st_size > 10_000
