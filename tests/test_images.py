@@ -9,11 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 import torch
 
 import ticketscope.data
 from ticketscope.config import DataConfig
-from ticketscope.data.images import Cifar10, IdxImages, data_root, load_image_dataset
+from ticketscope.data import make_dataset
+from ticketscope.data.images import Cifar10, IdxImages, data_root
 from ticketscope.data.natural import NaturalPatches
 from ticketscope.errors import TicketscopeError
 
@@ -213,19 +215,19 @@ def test_missing_idx_says_where_and_how(tmp_path: Path) -> None:
     assert "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/t10k-labels-idx1-ubyte.gz" in msg
 
 
-def test_load_image_dataset_dispatches_with_options(tmp_path: Path) -> None:
+def test_registered_image_data_sets_build_with_options(tmp_path: Path) -> None:
     write_cifar(tmp_path / "cifar10" / "cifar-10-batches-bin")
     write_idx_set(tmp_path / "mnist", gz=False)
-    rgb = load_image_dataset(DataConfig(name="cifar10", grayscale=False, data_dir=str(tmp_path)))
+    rgb = make_dataset(DataConfig(name="cifar10", grayscale=False, data_dir=str(tmp_path)))
     assert isinstance(rgb, Cifar10) and rgb.input_shape == (3, 32, 32)
-    gray = load_image_dataset(DataConfig(name="cifar10", standardize=True, data_dir=str(tmp_path)))
+    gray = make_dataset(DataConfig(name="cifar10", standardize=True, data_dir=str(tmp_path)))
     assert gray.input_shape == (32, 32) and gray.standardize
-    mnist = load_image_dataset(DataConfig(name="mnist", data_dir=str(tmp_path)))
+    mnist = make_dataset(DataConfig(name="mnist", data_dir=str(tmp_path)))
     assert isinstance(mnist, IdxImages) and mnist.train()[0].shape == (30, 784)
-    natural = load_image_dataset(DataConfig(name="natural", L=12))
+    natural = make_dataset(DataConfig(name="natural", L=12))
     assert isinstance(natural, NaturalPatches) and natural.input_shape == (12, 12)
-    with pytest.raises(TicketscopeError, match="not an image data set"):
-        load_image_dataset(DataConfig(name="nlgp"))
+    with pytest.raises(ValidationError, match="no data set named 'imagenet'; the registered data sets are cifar10"):
+        DataConfig(name="imagenet")
 
 
 def test_data_modules_import_each_other_without_a_cycle() -> None:

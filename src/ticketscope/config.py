@@ -34,8 +34,12 @@ class DataConfig(_Strict):
     directory and no sweep mixes the two streams.
     """
 
-    name: Literal["nlgp", "cifar10", "mnist", "fashion-mnist", "natural"] = Field(
-        "nlgp", description="data set (nlgp: synthetic non-linear Gaussian process; natural: offline scikit-image patches)")
+    name: str = Field(
+        "nlgp", description="a registered data set (ticketscope.data.DATASETS): nlgp (synthetic non-linear Gaussian "
+        "process), cifar10, mnist, fashion-mnist, natural (offline scikit-image patches), tensors (your own file)")
+    path: str | None = Field(
+        None, description="(path) tensors: a .safetensors or .npz file with X (n, ...) and y (n,), optionally "
+        "X_test and y_test, and input_shape")
     gaussian_clone: bool = Field(
         False, description="(flag) replace the data by a Gaussian process with each class's mean and covariance")
     L: int = Field(20, ge=2, description="(pixels) side of the image (nlgp, natural patches)")
@@ -56,6 +60,15 @@ class DataConfig(_Strict):
     stream: Literal[1, 2] = Field(
         2, description="(version) synthetic data: sample stream; 2: float32 torch noise, batched transforms; "
         "1: the stream from before versions existed (NumPy float64, block by block)")
+
+    @field_validator("name")
+    @classmethod
+    def _registered(cls, v: str) -> str:
+        from .data import DATASETS  # the registry, filled by ticketscope.data and by users' @register_dataset
+
+        if v not in DATASETS:
+            raise ValueError(f"no data set named {v!r}; the registered data sets are {', '.join(sorted(DATASETS))}")
+        return v
 
     @field_validator("xis")
     @classmethod
@@ -166,7 +179,8 @@ class PruneConfig(_Strict):
     n_probe: int = Field(4096, ge=16, description="(samples) probe set for the cavity rule")
 
 
-_LATER_FIELDS = {"model": ("scaling", "readout", "readout_value", "bias_init", "bias_value"), "train": ("snapshots",)}
+_LATER_FIELDS = {"data": ("path",), "model": ("scaling", "readout", "readout_value", "bias_init", "bias_value"),
+                 "train": ("snapshots",)}
 """Fields added after runs were stored: left out of ``RunConfig.digest()`` at their defaults, so every
 existing config keeps its digest (and its sweep run directory)."""
 
@@ -209,7 +223,7 @@ class RunConfig(_Strict):
         fields = self.model_dump(mode="json", exclude={"name": True, "threads": True, "data": {"data_dir"}})
         if fields["data"]["stream"] == 1:
             del fields["data"]["stream"]
-        for section, cls in (("model", ModelConfig), ("train", TrainConfig)):  # later fields, at their defaults
+        for section, cls in (("data", DataConfig), ("model", ModelConfig), ("train", TrainConfig)):  # later, at defaults
             for name in _LATER_FIELDS[section]:
                 if fields[section][name] == cls.model_fields[name].default:
                     del fields[section][name]

@@ -1,4 +1,4 @@
-"""Real image data sets read from their official distribution files, and the dispatcher.
+"""Real image data sets read from their official distribution files.
 
 * CIFAR-10, binary version: ``ROOT/cifar10/cifar-10-batches-bin/{data_batch_1..5,test_batch}.bin``;
   each record is 1 label byte then 3 x 1024 bytes (R, G, B planes, row-major 32 x 32).
@@ -23,7 +23,7 @@ import zlib
 from abc import abstractmethod
 from math import prod
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import numpy as np
 import torch
@@ -34,8 +34,6 @@ from .base import Dataset
 from .download import CIFAR_FOLDER, CIFAR_TEST, CIFAR_TRAIN, how_to_get
 from .features import Split, luminance, to_features
 
-if TYPE_CHECKING:
-    from ..config import DataConfig
 
 DATA_ENV = "TICKETSCOPE_DATA"
 CIFAR_SIDE = 32
@@ -199,16 +197,3 @@ class IdxImages(FileImages):
         if len(labels) and labels.max() >= self.num_classes:
             raise _corrupt(label_path, f"label {labels.max()} outside 0..{self.num_classes - 1}")
         return images, labels
-
-
-def load_image_dataset(cfg: "DataConfig") -> Dataset:
-    """The real (non-synthetic) data set ``cfg.name`` names, with the config's pixel options."""
-    if cfg.name == "natural":
-        from .natural import NaturalPatches  # here, not at the top: it imports scikit-image (~0.4 s)
-
-        return NaturalPatches(L=cfg.L, standardize=cfg.standardize)
-    if cfg.name == "cifar10":
-        return Cifar10(cfg.data_dir, grayscale=cfg.grayscale, standardize=cfg.standardize)
-    if cfg.name in ("mnist", "fashion-mnist"):
-        return IdxImages(cfg.name, cfg.data_dir, standardize=cfg.standardize)
-    raise TicketscopeError(f"data set {cfg.name!r} is not an image data set (cifar10, mnist, fashion-mnist, natural)")

@@ -1,0 +1,101 @@
+"""Your own data: a labelled set from a ``.safetensors`` or ``.npz`` file (``data: {name: tensors, path: F}``).
+
+The file holds ``X`` (n, ...) float inputs and ``y`` (n,) integer labels 0..C-1; optionally a test split
+``X_test`` / ``y_test`` (without one, the last ``max(1, n // 5)`` items of X are held out) and
+``input_shape`` (integers whose product is X's per-item size, e.g. ``[28, 28]`` or ``[3, 32, 32]``;
+default: X's own item shape). Inputs are used as given (flattened to float32), or per-item
+standardized with ``standardize``. ``.npz`` files are read without pickle. ``train(n, seed)`` /
+``test(n, seed)``: all items in file order (``n=None``) or a seeded subset of n, nested in n.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import TicketscopeError
+from ..seeding import generator
+from .base import Dataset
+from .features import Split, standardize_rows
+from .images import subset_indices
+
+KEYS = ("X", "y", "X_test", "y_test", "input_shape")
+
+
+def read_arrays(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of a .safetensors or .npz file (no pickle), or one error naming the file."""
+    if not path.is_file():
+        raise TicketscopeError(f"data.path: no file {path}; give a .safetensors or .npz file with X and y")
+    try:
+        if path.suffix == ".npz":
+            with np.load(path, allow_pickle=False) as f:
+                return {k: f[k] for k in f.files}
+        if path.suffix == ".safetensors":
+            from safetensors.numpy import load_file
+
+            return load_file(str(path))
+    except Exception as e:  # numpy and safetensors raise several types on bad bytes
+        raise TicketscopeError(f"data.path: cannot read {path}: {e}") from None
+    raise TicketscopeError(f"data.path: {path} must end in .safetensors or .npz")
+
+
+class TensorFile(Dataset):
+    """A finite labelled set read from one file (module docstring)."""
+
+    def __init__(self, path: str | Path | None, standardize: bool = False) -> None:
+        if path is None:
+            raise TicketscopeError("data.name tensors needs data.path: a .safetensors or .npz file with X and y")
+        self.path, self.standardize = Path(path), standardize
+        arrays = read_arrays(self.path)
+        missing = [k for k in ("X", "y") if k not in arrays]
+        if missing:
+            raise TicketscopeError(f"{self.path}: missing {', '.join(missing)}; it holds {sorted(arrays)} "
+                                   f"(expected X, y and optionally X_test, y_test, input_shape)")
+        if ("X_test" in arrays) != ("y_test" in arrays):
+            raise TicketscopeError(f"{self.path}: a test split needs both X_test and y_test; it holds {sorted(arrays)}")
+        X, y = arrays["X"], arrays["y"]
+        self._check("train", X, y, X.shape[1:])  # the whole file's X and y, before any hold-out
+        if "X_test" in arrays:
+            splits = {"train": (X, y), "test": (arrays["X_test"], arrays["y_test"])}
+        else:
+            hold = max(1, len(X) // 5)
+            splits = {"train": (X[:-hold], y[:-hold]), "test": (X[-hold:], y[-hold:])}
+        item = X.shape[1:]
+        shape = tuple(int(v) for v in arrays["input_shape"]) if "input_shape" in arrays else (item or (1,))
+        if math.prod(shape) != math.prod(item):
+            raise TicketscopeError(f"{self.path}: input_shape {shape} does not match X's item size {math.prod(item)}")
+        for split, (xs, ys) in splits.items():
+            self._check(split, xs, ys, item)
+        self.name, self.input_shape = "tensors", shape
+        self.num_classes = int(max(ys.max() for _, ys in splits.values())) + 1
+        self._splits = {s: (xs.reshape(len(xs), -1).astype(np.float32), ys.astype(np.int64)) for s, (xs, ys) in splits.items()}
+
+    def _check(self, split: Split, X: np.ndarray, y: np.ndarray, item: tuple[int, ...]) -> None:
+        keys = ("X", "y") if split == "train" else ("X_test", "y_test")
+        if y.ndim != 1 or len(X) != len(y):
+            raise TicketscopeError(f"{self.path}: {keys[0]} has {len(X)} items but {keys[1]} has shape {y.shape}; "
+                                   f"give one integer label per item")
+        if len(y) == 0:
+            raise TicketscopeError(f"{self.path}: the {split} split is empty")
+        if X.shape[1:] != item:
+            raise TicketscopeError(f"{self.path}: {keys[0]} items have shape {X.shape[1:]}, X's have {item}")
+        if not np.issubdtype(y.dtype, np.integer) or y.min() < 0:
+            raise TicketscopeError(f"{self.path}: {keys[1]} must hold integer labels 0..C-1, got {y.dtype} "
+                                   f"from {y.min()} to {y.max()}")
+        if not np.isfinite(X).all():
+            raise TicketscopeError(f"{self.path}: {keys[0]} holds NaN or infinite values")
+
+    def train(self, n: int | None = None, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._take("train", n, seed)
+
+    def test(self, n: int | None = None, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._take("test", n, seed)
+
+    def _take(self, split: Split, n: int | None, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        X, y = self._splits[split]
+        idx = subset_indices(len(y), n, generator("tensors", split, seed), f"{self.path.name} {split}")
+        x = standardize_rows(X[idx]) if self.standardize else X[idx]
+        return torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(y[idx])
