@@ -52,3 +52,21 @@ def test_a_missing_plugin_file_is_one_clear_error(tmp_path):
                           str(tmp_path / "cfg.yaml"), "--out", str(tmp_path / "r")], env=env,
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 2 and "TICKETSCOPE_PLUGINS" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_a_plugin_data_set_is_chosen_by_name(tmp_path):
+    """A factory registered with @register_dataset in a plugin file reaches the config check and the run."""
+    (tmp_path / "my_data.py").write_text(
+        "from ticketscope.data import NLGPTask, register_dataset\n\n"
+        "@register_dataset('ring')\n"
+        "def ring(cfg):\n"
+        "    return NLGPTask(L=cfg.L, dim=1, xis=(1.0, 4.0), gain=cfg.gain, gaussian_clone=cfg.gaussian_clone)\n")
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(merge(TINY, {"data": {"name": "ring", "L": 16},
+                                                                   "prune": {"rounds": 1}})))
+    env = {**os.environ, "TICKETSCOPE_PLUGINS": str(tmp_path / "my_data.py")}
+    res = subprocess.run([sys.executable, "-c", "from ticketscope.cli import main; main()", "run",
+                          str(tmp_path / "cfg.yaml"), "--out", str(tmp_path / "r"), "--quiet"], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    W = load_tensors(round_dir(tmp_path / "r", 0) / "final.safetensors")["layers.0.weight"]
+    assert W.shape == (16, 16)  # a 1D ring of 16 pixels, as the plugin's factory builds it

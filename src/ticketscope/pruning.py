@@ -8,21 +8,17 @@ prunable weights keeps ``round(N (1 - p)^r)`` (Frankle & Carbin 2019), so every 
 
 Add a rule with ``@register("name")``; the engine looks it up by ``PruneConfig.method``. Rules
 defined in files of your own reach the command line and every sweep worker through the environment
-variable ``TICKETSCOPE_PLUGINS`` (Python files or module names, separated by ``os.pathsep``),
-imported once when this module is.
+variable ``TICKETSCOPE_PLUGINS`` (:mod:`ticketscope.plugins`), imported once when this module is.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
 import torch
 
+from .plugins import load_plugins
 from .seeding import generator
 
 Tensors = dict[str, torch.Tensor]
@@ -136,22 +132,4 @@ def densities(masks: Tensors) -> dict[str, float]:
     return {n: float(m.double().mean()) for n, m in masks.items()}
 
 
-def load_plugins(spec: str | None = None) -> None:
-    """Import each file or module named in ``spec`` (default: $TICKETSCOPE_PLUGINS) so its rules register."""
-    from .errors import TicketscopeError
-
-    for item in filter(None, (os.environ.get("TICKETSCOPE_PLUGINS", "") if spec is None else spec).split(os.pathsep)):
-        try:
-            if item.endswith(".py"):
-                module_spec = importlib.util.spec_from_file_location(f"ticketscope_plugin_{Path(item).stem}", item)
-                if module_spec is None or not Path(item).exists():
-                    raise FileNotFoundError(item)
-                module_spec.loader.exec_module(importlib.util.module_from_spec(module_spec))
-            else:
-                importlib.import_module(item)
-        except (ImportError, FileNotFoundError) as e:
-            raise TicketscopeError(f"TICKETSCOPE_PLUGINS: cannot import {item!r} ({e}); give existing .py files "
-                                   "or importable module names separated by ':'") from None
-
-
-load_plugins()
+load_plugins()  # users' rules (TICKETSCOPE_PLUGINS), here and in every sweep worker

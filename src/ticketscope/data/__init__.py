@@ -80,3 +80,8 @@ def _tensors(cfg: "DataConfig") -> Dataset:
     from .tensors import TensorFile
 
     return TensorFile(cfg.path, standardize=cfg.standardize)
+
+
+from ..plugins import load_plugins  # noqa: E402  (after the registry exists: plugins register into it)
+
+load_plugins()

@@ -1,0 +1,38 @@
+"""Users' own pruning rules and data sets: files or modules named in ``$TICKETSCOPE_PLUGINS``.
+
+``TICKETSCOPE_PLUGINS=my_rules.py:my_package.data`` (``os.pathsep``-separated ``.py`` files or module
+names) is imported once per process, when :mod:`ticketscope.pruning` or :mod:`ticketscope.data` is
+first imported, so their ``@register`` / ``@register_dataset`` calls run in the command line and in
+every sweep worker (workers inherit the environment).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+from pathlib import Path
+
+from .errors import TicketscopeError
+
+_loaded = False
+
+
+def load_plugins() -> None:
+    """Import every plugin of $TICKETSCOPE_PLUGINS once (later calls do nothing), or raise one clear error."""
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True  # before importing: a plugin importing ticketscope.pruning must not recurse
+    for item in filter(None, os.environ.get("TICKETSCOPE_PLUGINS", "").split(os.pathsep)):
+        try:
+            if item.endswith(".py"):
+                spec = importlib.util.spec_from_file_location(f"ticketscope_plugin_{Path(item).stem}", item)
+                if spec is None or spec.loader is None or not Path(item).is_file():
+                    raise FileNotFoundError(item)
+                spec.loader.exec_module(importlib.util.module_from_spec(spec))
+            else:
+                importlib.import_module(item)
+        except (ImportError, FileNotFoundError) as e:
+            raise TicketscopeError(f"TICKETSCOPE_PLUGINS: cannot import {item!r} ({e}); give existing .py files "
+                                   "or importable module names separated by ':'") from None
