@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import torch
 import yaml
 
 from conftest import TINY, merge
@@ -70,3 +72,32 @@ def test_a_plugin_data_set_is_chosen_by_name(tmp_path):
     assert res.returncode == 0, res.stderr
     W = load_tensors(round_dir(tmp_path / "r", 0) / "final.safetensors")["layers.0.weight"]
     assert W.shape == (16, 16)  # a 1D ring of 16 pixels, as the plugin's factory builds it
+
+
+def test_a_rule_declares_what_it_needs_and_gets_it(tmp_path):
+    """A user's rule registered with needs=("probe",) receives the probe inputs each pruned layer sees (for the
+    first layer: the run's probe samples themselves) and their classes."""
+    from ticketscope.config import parse_config
+    from ticketscope.data import make_dataset
+    from ticketscope.pruning import RULES, keep_top, register
+    from ticketscope.runs import run_experiment
+    from ticketscope.seeding import derive_seed
+
+    seen = {}
+
+    @register("input-variance", needs=("probe",))
+    def input_variance(weights, masks, ctx):
+        seen["labels"], seen["inputs"] = ctx.probe_labels, ctx.layer_inputs["layers.0"]
+        return keep_top({n: ctx.layer_inputs[n].var(0).expand_as(w) + 0 * w for n, w in weights.items()}, masks, ctx)
+
+    cfg = parse_config(merge(TINY, {"prune": {"method": "input-variance", "rounds": 1, "n_probe": 256}}))
+    try:
+        run_experiment(cfg, tmp_path / "r", progress=False)
+    finally:
+        del RULES["input-variance"]
+    X, y = make_dataset(cfg.data).train(256, seed=derive_seed(cfg.seed, "probe"))
+    assert torch.equal(seen["inputs"], X) and torch.equal(seen["labels"], y)
+    mask = load_tensors(round_dir(tmp_path / "r", 1) / "masks.safetensors")["layers.0"]
+    assert int(mask.sum()) == round(0.8 * mask.numel())
+    with pytest.raises(ValueError, match="a rule may need dense_weights, probe"):
+        register("bad", needs=("gradients",))

@@ -41,9 +41,20 @@ Rule = Callable[[Tensors, Tensors, PruneContext], Tensors]
 RULES: dict[str, Rule] = {}
 
 
-def register(name: str) -> Callable[[Rule], Rule]:
+NEEDS = ("dense_weights", "probe")
+"""What a rule may ask the engine for: the round-0 trained weights (``ctx.dense_weights``), or the
+probe inputs each pruned layer sees with their classes (``ctx.layer_inputs``, ``ctx.probe_labels``)."""
+RULE_NEEDS: dict[str, tuple[str, ...]] = {}
+
+
+def register(name: str, needs: tuple[str, ...] = ()) -> Callable[[Rule], Rule]:
+    """Register ``rule(weights, masks, ctx) -> masks`` under ``name``; ``needs`` (of :data:`NEEDS`) fills ctx."""
+    unknown = set(needs) - set(NEEDS)
+    if unknown:
+        raise ValueError(f"rule {name!r} needs {sorted(unknown)}; a rule may need {', '.join(NEEDS)}")
+
     def deco(rule: Rule) -> Rule:
-        RULES[name] = rule
+        RULES[name], RULE_NEEDS[name] = rule, tuple(needs)
         return rule
 
     return deco
@@ -84,7 +95,7 @@ def magnitude(weights: Tensors, masks: Tensors, ctx: PruneContext) -> Tensors:
     return keep_top({n: w.abs() for n, w in weights.items()}, masks, ctx)
 
 
-@register("oneshot")
+@register("oneshot", needs=("dense_weights",))
 def one_shot(weights: Tensors, masks: Tensors, ctx: PruneContext) -> Tensors:
     """One-shot magnitude pruning: keep the largest |w| of the *dense* trained network."""
     return keep_top({n: ctx.dense_weights[n].abs() for n in weights}, masks, ctx)
@@ -103,7 +114,7 @@ def _zscore(s: torch.Tensor, alive: torch.Tensor) -> torch.Tensor:
     return (s - v.mean()) / v.std().clamp_min(1e-30) if v.numel() > 1 else torch.zeros_like(s)
 
 
-@register("cavity")
+@register("cavity", needs=("probe",))
 def cavity(weights: Tensors, masks: Tensors, ctx: PruneContext) -> Tensors:
     """Cavity pruning: remove the weights whose single removal most raises |kappa - 3|.
 

@@ -45,7 +45,7 @@ from .errors import TicketscopeError
 from .io import atomic_write_text, exclusive_lock, load_tensors, read_json, save_tensors, write_json, write_table
 from .models import FCN, layer_index
 from .provenance import provenance
-from .pruning import RULES, PruneContext, connected_fraction, densities, survivor_targets
+from .pruning import RULE_NEEDS, RULES, PruneContext, connected_fraction, densities, survivor_targets
 from .seeding import derive_seed, generator
 from .training import BatchSource, evaluate, snapshot_steps
 
@@ -346,10 +346,11 @@ def _next_masks(cfg: RunConfig, model: FCN, data: RunData, out: Path, done: list
     ctx = PruneContext(scope=cfg.prune.scope, seed=cfg.seed, cavity_mix=cfg.prune.cavity_mix,
                        targets=survivor_targets({n: m.numel() for n, m in masks.items()},
                                                 cfg.prune.fraction, r, cfg.prune.scope))
-    if cfg.prune.method == "oneshot":
+    needs = RULE_NEEDS[cfg.prune.method]
+    if "dense_weights" in needs:
         dense = load_round_file(out, done[0], "final.safetensors")
         ctx.dense_weights = {n: dense[f"{n}.weight"].to(device) for n in prunable}
-    if cfg.prune.method == "cavity":
+    if "probe" in needs:
         model.load_state_dict(last)
         model.eval()
         X, ctx.probe_labels = data.probe(cfg, device)
