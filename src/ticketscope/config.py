@@ -21,6 +21,13 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
+def _registered(name: str, registry: dict[str, Any], what: str) -> str:
+    """``name`` if ``registry`` holds it, else a ValueError listing the registered names."""
+    if name not in registry:
+        raise ValueError(f"no {what} named {name!r}; the registered {what}s are {', '.join(sorted(registry))}")
+    return name
+
+
 class DataConfig(_Strict):
     """Which data set, its parameters, and how much of it to use.
 
@@ -66,9 +73,7 @@ class DataConfig(_Strict):
     def _registered(cls, v: str) -> str:
         from .data import DATASETS  # the registry, filled by ticketscope.data and by users' @register_dataset
 
-        if v not in DATASETS:
-            raise ValueError(f"no data set named {v!r}; the registered data sets are {', '.join(sorted(DATASETS))}")
-        return v
+        return _registered(v, DATASETS, "data set")
 
     @field_validator("xis")
     @classmethod
@@ -153,9 +158,7 @@ class PruneConfig(_Strict):
     def _registered(cls, v: str) -> str:
         from .pruning import RULES  # the registry, filled by ticketscope.pruning and by users' @register
 
-        if v not in RULES:
-            raise ValueError(f"no pruning rule named {v!r}; the registered rules are {', '.join(sorted(RULES))}")
-        return v
+        return _registered(v, RULES, "pruning rule")
 
     method: str = Field(
         "imp", description="a registered pruning rule (ticketscope.pruning.RULES): imp: iterative magnitude; "
