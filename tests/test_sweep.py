@@ -212,7 +212,8 @@ def test_a_run_error_in_the_worker_becomes_a_failed_outcome(monkeypatch, tmp_pat
     job = Job(point.digest, point.config, str(tmp_path / "run"))
     [(digest, outcome)] = executors.execute_task((job,), torch.get_num_threads())
     assert digest == point.digest
-    assert (outcome.status, outcome.error) == ("failed", "ValueError: boom") and outcome.wall_s >= 0
+    assert (outcome.status, outcome.error) == ("failed", "ValueError: boom")
+    assert outcome.train_s > 0 and outcome.analysis_s >= 0 and outcome.wall_s == outcome.train_s + outcome.analysis_s
 
 
 def test_a_run_locked_by_another_process_is_busy_not_failed(tmp_path):
@@ -256,7 +257,8 @@ def test_killed_local_worker_is_retried_and_the_other_points_go_on(monkeypatch, 
         run_experiment(p.config, tmp_path / "serial" / p.digest, progress=False)
         assert_same_run(tmp_path / "sweep" / run_dir, tmp_path / "serial" / p.digest)
 
-    assert list(df.columns) == ["point", "digest", "prune.method", "seed", "status", "error", "run_dir", "wall_s"]
+    assert list(df.columns) == ["point", "digest", "prune.method", "seed", "status", "error", "run_dir", "wall_s",
+                                 "train_s", "analysis_s"]
     assert list(zip(df["prune.method"], df.seed)) == [("imp", 0), ("imp", 1)]
     assert load_sweep(tmp_path / "sweep" / "sweep.yaml") == sweep and sweep.name == "methods"
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "sweep" / "summary.parquet")[["digest", "seed"]],
@@ -399,3 +401,11 @@ def test_sweep_ensembles_give_every_run_the_numbers_it_gets_alone(tmp_path):
         a, b = run_signature(tmp_path / "ens" / "runs" / digest), run_signature(tmp_path / "one" / "runs" / digest)
         pd.testing.assert_frame_equal(a[0], b[0], check_exact=True)
         assert a[1] == b[1] and a[2] == b[2]
+
+
+def test_time_spent_sums_the_worker_seconds_of_the_runs_that_ran():
+    summary = pd.DataFrame({"status": ["ok", "failed", "skipped"], "train_s": [2.0, 1.5, None],
+                            "analysis_s": [0.5, 0.25, None]})
+    assert sweep_mod.time_spent(summary) == ("worker time over 2 runs: training 4 s (with pruning and checkpoints), "
+                                             "analysis 1 s")
+    assert sweep_mod.time_spent(summary.iloc[2:]) == "no run trained in this invocation"

@@ -145,13 +145,14 @@ def _sweep_source(name_or_path: str) -> Path:
 
 def _run_sweep(source: str, out: Path, executor: str, workers: Optional[int], threads: Optional[int],
                address: Optional[str], quiet: bool, ensemble: bool = True, task_timeout: Optional[float] = None) -> None:
-    from .experiments.sweep import load_sweep, run_sweep
+    from .experiments.sweep import load_sweep, run_sweep, time_spent
 
     summary = run_sweep(load_sweep(_sweep_source(source)), out, executor=executor, workers=workers,
                         threads=threads, address=address, progress=not quiet, ensemble=ensemble,
                         task_timeout_s=task_timeout)
     counts = summary["status"].value_counts().to_dict()
     typer.echo(f"{len(summary)} points in {out}: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+    typer.echo(time_spent(summary))
     failed = summary[summary["status"] == "failed"]
     for row in failed.itertuples():
         typer.secho(f"  failed {row.digest}: {row.error}", fg="red", err=True)
@@ -213,8 +214,10 @@ def demo(out: Path = typer.Option(Path("out/demo"), "--out", help="sweep directo
 
     start = time.perf_counter()
     _run_sweep("demo", out, executor, workers, threads, None, quiet)
+    swept = time.perf_counter()
     report(out, n_probe=4096)
-    typer.echo(f"demo finished in {time.perf_counter() - start:.0f} s; open {out / 'report' / 'report.html'}")
+    typer.echo(f"demo finished in {time.perf_counter() - start:.0f} s (sweep {swept - start:.0f} s, report "
+               f"{time.perf_counter() - swept:.0f} s); open {out / 'report' / 'report.html'}")
 
 
 def _describe(obj: BaseModel, indent: str = "") -> Iterator[str]:

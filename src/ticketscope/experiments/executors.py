@@ -46,7 +46,13 @@ class Outcome:
 
     status: str  # ok | failed | skipped | busy (locked by another process; never in a summary)
     error: str | None = None
-    wall_s: float | None = None
+    train_s: float | None = None  # this run's share of its ensemble's wall time (training, pruning, checkpoints)
+    analysis_s: float | None = None  # wall time of this run's analysis
+
+    @property
+    def wall_s(self) -> float | None:
+        """Worker seconds spent on this run: its share of the ensemble plus its analysis."""
+        return None if self.train_s is None else self.train_s + (self.analysis_s or 0.0)
 
 
 @dataclass(frozen=True)
@@ -95,22 +101,24 @@ def execute_task(task: Task, threads: int) -> Result:
     from ..runs import run_ensemble
 
     torch.set_num_threads(threads)
-    start = time.perf_counter()
     result: Result = [(job.digest, Outcome("skipped")) for job in task if run_complete(job.run_dir)]
     jobs = [job for job in task if not run_complete(job.run_dir)]
+    start = time.perf_counter()
     trained = run_ensemble([(job.config, job.run_dir) for job in jobs], progress=False, errors="return") if jobs else []
+    train_s = (time.perf_counter() - start) / max(len(jobs), 1)
     for job, outcome in zip(jobs, trained):
         if isinstance(outcome, LockBusy):
             result.append((job.digest, Outcome("busy", str(outcome))))
             continue
+        start = time.perf_counter()
         try:
             if isinstance(outcome, Exception):
                 raise outcome
             analyze_run(job.run_dir, figures=False)
         except Exception as e:  # noqa: BLE001  (any run error is this run's outcome, never the sweep's)
-            result.append((job.digest, Outcome("failed", message(e), time.perf_counter() - start)))
+            result.append((job.digest, Outcome("failed", message(e), train_s, time.perf_counter() - start)))
             continue
-        result.append((job.digest, Outcome("ok", None, (time.perf_counter() - start) / len(jobs))))
+        result.append((job.digest, Outcome("ok", None, train_s, time.perf_counter() - start)))
     return result
 
 

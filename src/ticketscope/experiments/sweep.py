@@ -19,7 +19,8 @@ Sweep directory::
     sweep.yaml        the sweep as run
     runs/<digest>/    one run per point, named by ``RunConfig.digest()`` of its resolved config
     summary.parquet   one row per point: point, digest, one column per axis (its dotted path),
-    summary.json      status (ok | failed | skipped), error, run_dir (relative), wall_s
+    summary.json      status (ok | failed | skipped), error, run_dir (relative), worker seconds of the
+                      run (wall_s = train_s, its share of its ensemble, + analysis_s; None when skipped)
     .sweep.lock       held while sweep.yaml and the summary files are written
 
 Run directories are named by content, locked and resumable, so running a sweep again skips
@@ -59,6 +60,7 @@ from ..io import atomic_write_text, file_lock, wait_unlocked, write_json, write_
 from .executors import EXECUTORS, RETRIES, Job, Options, Outcome, Task, run_complete
 
 TOP_LEVEL = ("name", "description", "budget", "base", "grid", "zip")
+TIMES = ("train_s", "analysis_s")  # worker seconds per run, in the summary
 RAY_RETRIES = RETRIES  # attempts after a worker process dies (local pool and Ray); a run error is never retried
 SWEEP_LOCK = ".sweep.lock"  # held while sweep.yaml or the summary files are written
 HANDOFFS = 10  # times a point locked by another process is waited for before it is reported failed
@@ -236,7 +238,8 @@ def _tuples(value: Any) -> Any:
 def _row(index: int, point: SweepPoint, outcome: Outcome, axes: list[str]) -> dict[str, Any]:
     return {"point": index, "digest": point.digest, **{a: _axis_value(point, a) for a in axes},
             "status": outcome.status, "error": outcome.error,
-            "run_dir": _run_dir(point.digest) if point.digest else None, "wall_s": outcome.wall_s}
+            "run_dir": _run_dir(point.digest) if point.digest else None, "wall_s": outcome.wall_s,
+            "train_s": outcome.train_s, "analysis_s": outcome.analysis_s}
 
 
 def _parquet_safe(df: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
@@ -252,7 +255,7 @@ def _parquet_safe(df: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
 
 def _write_summary(out: Path, sweep: Sweep, rows: list[dict[str, Any]], axes: list[str]) -> pd.DataFrame:
     """sweep.yaml, summary.parquet and summary.json together, under the sweep lock (so they always agree)."""
-    df = pd.DataFrame(rows, columns=["point", "digest", *axes, "status", "error", "run_dir", "wall_s"])
+    df = pd.DataFrame(rows, columns=["point", "digest", *axes, "status", "error", "run_dir", "wall_s", *TIMES])
     with file_lock(out / SWEEP_LOCK):
         atomic_write_text(out / "sweep.yaml", yaml.safe_dump(sweep.to_dict(), sort_keys=False))
         write_table(out / "summary.parquet", _parquet_safe(df, axes))
@@ -367,6 +370,15 @@ def _tasks(jobs: list[Job], workers: int, ensemble: bool) -> list[Task]:
 
     groups = plan_ensembles([job.config for job in jobs], max_runs=-(-len(jobs) // workers))
     return [tuple(jobs[i] for i in group) for group in groups]
+
+
+def time_spent(summary: pd.DataFrame) -> str:
+    """One line: the worker seconds this invocation spent training and analyzing, summed over runs."""
+    ran = summary.dropna(subset=["train_s"]) if "train_s" in summary else summary.iloc[:0]
+    if ran.empty:
+        return "no run trained in this invocation"
+    return (f"worker time over {len(ran)} runs: training {ran['train_s'].sum():.0f} s "
+            f"(with pruning and checkpoints), analysis {ran['analysis_s'].sum():.0f} s")
 
 
 def sweep_runs(out_dir: str | Path) -> pd.DataFrame:
