@@ -25,19 +25,27 @@ def readme_rule() -> str:
 
 def test_readme_rule_registers_and_prunes_by_its_score(tmp_path):
     (tmp_path / "my_rules.py").write_text(readme_rule())
-    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(merge(TINY, {"prune": {"method": "row-normalized", "rounds": 1}})))
+    cfg = merge(TINY, {"prune": {"method": "row-normalized", "rounds": 1, "params": {"power": 2.0}}})
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
     env = {**os.environ, "TICKETSCOPE_PLUGINS": str(tmp_path / "my_rules.py")}
     cli = [sys.executable, "-c", "from ticketscope.cli import main; main()"]
     res = subprocess.run([*cli, "run", str(tmp_path / "cfg.yaml"), "--out", str(tmp_path / "r"), "--quiet"],
                          env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
-    # round 1 keeps exactly the 80% of layer-0 weights largest relative to their row norm (brute force)
+    # round 1 keeps exactly the 80% of layer-0 weights largest relative to their row norm squared (brute force)
     W = load_tensors(round_dir(tmp_path / "r", 0) / "final.safetensors")["layers.0.weight"].double()
-    mask = load_tensors(round_dir(tmp_path / "r", 1) / "masks.safetensors")["layers.0"].bool()
-    score = (W.abs() / W.norm(dim=1, keepdim=True)).flatten()
-    keep = round(0.8 * W.numel())
-    assert int(mask.sum()) == keep
-    assert score[mask.flatten()].min() >= score[~mask.flatten()].max()
+    mask = load_tensors(round_dir(tmp_path / "r", 1) / "masks.safetensors")["layers.0"].bool().flatten()
+    score = {p: (W.abs() / W.norm(dim=1, keepdim=True) ** p).flatten() for p in (1, 2)}
+    assert int(mask.sum()) == round(0.8 * W.numel())
+    assert score[2][mask].min() >= score[2][~mask].max()
+    assert score[1][mask].min() < score[1][~mask].max()  # the parameter matters: power 1 keeps other weights
+    # a bad parameter value is refused in one line naming the field, before anything is written
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(merge(cfg, {"prune": {"params": {"power": -1}}})))
+    res = subprocess.run([*cli, "run", str(tmp_path / "bad.yaml"), "--out", str(tmp_path / "r3")], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "prune.params.power: Input should be greater than or equal to 0" in res.stderr
+    assert not (tmp_path / "r3").exists()
     # without the plugin the name is refused in one line naming the registered rules
     env.pop("TICKETSCOPE_PLUGINS")
     res = subprocess.run([*cli, "run", str(tmp_path / "cfg.yaml"), "--out", str(tmp_path / "r2")], env=env,

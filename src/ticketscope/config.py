@@ -12,13 +12,33 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from .errors import TicketscopeError
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    def __hash__(self) -> int:
+        """Hash of the JSON form: a section's ``params`` may hold a plug-in's model that is not hashable."""
+        return hash(self.model_dump_json())
+
+
+class Params(_Strict):
+    """Base of a plug-in rule's or data set's own parameters (``register(..., params=Model)``): like the
+    core config, it refuses unknown keys, inf and NaN, and its instances are frozen."""
+
+
+def _own_params(value: Any, model: type[BaseModel] | None, owner: str) -> BaseModel | None:
+    """``value`` (a mapping; None or {} for none given) validated against ``owner``'s registered model:
+    its instance, defaults filled in, or None for an owner registered without one."""
+    if model is None:
+        if value is None or value == {}:
+            return None
+        raise PydanticCustomError("no_params", "{owner} takes no parameters", {"owner": owner})
+    return model.model_validate({} if value is None else value)  # errors are located under params
 
 
 def _registered(name: str, registry: dict[str, Any], what: str) -> str:
@@ -39,6 +59,9 @@ class DataConfig(_Strict):
     existing sweep directories keep their run names and are continued only by a sweep that asks for
     ``data.stream: 1``; a sweep run again with the default gets new directories on version 2, so no
     directory and no sweep mixes the two streams.
+
+    The built-in data sets' settings stay fields of their own here (path, L, xis, ...), so existing
+    configs and digests are unchanged; ``params`` holds a plug-in data set's own parameters.
     """
 
     name: str = Field(
@@ -67,6 +90,10 @@ class DataConfig(_Strict):
     stream: Literal[1, 2] = Field(
         2, description="(version) synthetic data: sample stream; 2: float32 torch noise, batched transforms; "
         "1: the stream from before versions existed (NumPy float64, block by block)")
+    params: Any = Field(
+        None, validate_default=True, description="(mapping) the data set's own parameters, checked against the model "
+        "it was registered with (register_dataset(name, params=Model)); its factory reads them as cfg.params, that "
+        "model's instance (None for a data set without one, like every built-in)")
 
     @field_validator("name")
     @classmethod
@@ -74,6 +101,14 @@ class DataConfig(_Strict):
         from .data import DATASETS  # the registry, filled by ticketscope.data and by users' @register_dataset
 
         return _registered(v, DATASETS, "data set")
+
+    @field_validator("params")
+    @classmethod
+    def _params(cls, v: Any, info: ValidationInfo) -> BaseModel | None:
+        from .data import DATASET_PARAMS
+
+        name = info.data.get("name")  # absent when the name was refused
+        return v if name is None else _own_params(v, DATASET_PARAMS.get(name), f"data set {name!r}")
 
     @field_validator("xis")
     @classmethod
@@ -151,7 +186,11 @@ class TrainConfig(_Strict):
 
 
 class PruneConfig(_Strict):
-    """Pruning method and schedule (Frankle & Carbin; late rewinding: Frankle et al. 2020)."""
+    """Pruning method and schedule (Frankle & Carbin; late rewinding: Frankle et al. 2020).
+
+    The built-in rules' settings stay fields of their own here (cavity_mix, n_probe), so existing
+    configs and digests are unchanged; ``params`` holds a plug-in rule's own parameters.
+    """
 
     @field_validator("method")
     @classmethod
@@ -159,6 +198,14 @@ class PruneConfig(_Strict):
         from .pruning import RULES  # the registry, filled by ticketscope.pruning and by users' @register
 
         return _registered(v, RULES, "pruning rule")
+
+    @field_validator("params")
+    @classmethod
+    def _params(cls, v: Any, info: ValidationInfo) -> BaseModel | None:
+        from .pruning import RULE_PARAMS
+
+        method = info.data.get("method")  # absent when the method was refused
+        return v if method is None else _own_params(v, RULE_PARAMS.get(method), f"rule {method!r}")
 
     method: str = Field(
         "imp", description="a registered pruning rule (ticketscope.pruning.RULES): imp: iterative magnitude; "
@@ -180,12 +227,18 @@ class PruneConfig(_Strict):
     cavity_mix: float = Field(
         1.0, ge=0, le=1, description="(weight) cavity: 1 = pure non-Gaussianity score, 0 = pure magnitude")
     n_probe: int = Field(4096, ge=16, description="(samples) probe set for the cavity rule")
+    params: Any = Field(
+        None, validate_default=True, description="(mapping) the rule's own parameters, checked against the model it "
+        "was registered with (@register(name, params=Model)); the rule reads them as ctx.params, that model's "
+        "instance (None for a rule without one, like every built-in)")
 
 
-_LATER_FIELDS = {"data": ("path",), "model": ("scaling", "readout", "readout_value", "bias_init", "bias_value"),
-                 "train": ("snapshots",)}
+_LATER_FIELDS = {"data": ("path", "params"),
+                 "model": ("scaling", "readout", "readout_value", "bias_init", "bias_value"),
+                 "train": ("snapshots",), "prune": ("params",)}
 """Fields added after runs were stored: left out of ``RunConfig.digest()`` at their defaults, so every
-existing config keeps its digest (and its sweep run directory)."""
+existing config keeps its digest (and its sweep run directory). ``params`` is at its default (None) exactly
+for a rule or data set registered without a params model; with one, its values, defaults included, are hashed."""
 
 
 class RunConfig(_Strict):
@@ -195,10 +248,10 @@ class RunConfig(_Strict):
     seed: int = Field(0, ge=0, description="(integer) seeds init, data order and data sampling")
     device: Literal["cpu", "cuda", "auto"] = Field("cpu", description="where to train and measure (auto: cuda if present)")
     threads: int = Field(0, ge=0, description="(CPU threads) torch threads; 0 = torch's default")
-    data: DataConfig = DataConfig()
+    data: DataConfig = Field(default_factory=DataConfig)  # built when needed: checking params imports the registry
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
-    prune: PruneConfig = PruneConfig()
+    prune: PruneConfig = Field(default_factory=PruneConfig)
 
     @model_validator(mode="after")
     def _consistent(self) -> "RunConfig":
@@ -220,13 +273,15 @@ class RunConfig(_Strict):
         """Hash of the resolved config (key order irrelevant): names sweep run directories.
 
         Fields that cannot change results (label, thread count, data folder) are left out, and so are
-        later fields at their defaults (:data:`_LATER_FIELDS`) and ``data.stream`` at version 1: such configs hash as they did before streams were versioned
-        (see :class:`DataConfig`), every other version is part of the hash.
+        later fields at their defaults (:data:`_LATER_FIELDS`) and ``data.stream`` at version 1: such configs
+        hash as they did before streams were versioned (see :class:`DataConfig`), every other version is part
+        of the hash.
         """
         fields = self.model_dump(mode="json", exclude={"name": True, "threads": True, "data": {"data_dir"}})
         if fields["data"]["stream"] == 1:
             del fields["data"]["stream"]
-        for section, cls in (("data", DataConfig), ("model", ModelConfig), ("train", TrainConfig)):  # later, at defaults
+        sections = (("data", DataConfig), ("model", ModelConfig), ("train", TrainConfig), ("prune", PruneConfig))
+        for section, cls in sections:  # later fields, at their defaults
             for name in _LATER_FIELDS[section]:
                 if fields[section][name] == cls.model_fields[name].default:
                     del fields[section][name]

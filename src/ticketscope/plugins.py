@@ -13,6 +13,8 @@ import importlib.util
 import os
 from pathlib import Path
 
+from pydantic import BaseModel
+
 from .errors import TicketscopeError
 
 _loaded = False
@@ -36,3 +38,12 @@ def load_plugins() -> None:
         except (ImportError, FileNotFoundError) as e:
             raise TicketscopeError(f"TICKETSCOPE_PLUGINS: cannot import {item!r} ({e}); give existing .py files "
                                    "or importable module names separated by ':'") from None
+
+
+def check_params_model(owner: str, model: type[BaseModel] | None) -> None:
+    """Raise a ValueError unless ``model``, a rule's or data set's params model, is None or a pydantic
+    model that refuses unknown keys (like :class:`ticketscope.config.Params`)."""
+    if model is not None and not (isinstance(model, type) and issubclass(model, BaseModel)
+                                  and model.model_config.get("extra") == "forbid"):
+        raise ValueError(f"{owner}: params must be a pydantic model that forbids unknown keys "
+                         "(subclass ticketscope.config.Params)")

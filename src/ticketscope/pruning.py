@@ -6,7 +6,9 @@ best-scoring *surviving* weights, per layer (``layerwise``) or across the prunab
 prunable weights keeps ``round(N (1 - p)^r)`` (Frankle & Carbin 2019), so every method
 (IMP, one-shot, random, cavity) lands on the same per-layer density each round.
 
-Add a rule with ``@register("name")``; the engine looks it up by ``PruneConfig.method``. Rules
+Add a rule with ``@register("name")``; the engine looks it up by ``PruneConfig.method``. A rule with
+parameters of its own declares them as a pydantic model, ``@register("name", params=Model)``: a config's
+``prune.params`` is validated against it and the rule reads the instance as ``ctx.params``. Rules
 defined in files of your own reach the command line and every sweep worker through the environment
 variable ``TICKETSCOPE_PLUGINS`` (:mod:`ticketscope.plugins`), imported once when this module is.
 """
@@ -17,8 +19,9 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
+from pydantic import BaseModel
 
-from .plugins import load_plugins
+from .plugins import check_params_model, load_plugins
 from .seeding import generator
 
 Tensors = dict[str, torch.Tensor]
@@ -35,6 +38,7 @@ class PruneContext:
     layer_inputs: Tensors = field(default_factory=dict)  # probe inputs each layer sees (cavity)
     probe_labels: torch.Tensor | None = None  # class of each probe input (per-class cavity scores)
     cavity_mix: float = 1.0
+    params: BaseModel | None = None  # prune.params: an instance of the rule's registered model, or None
 
 
 Rule = Callable[[Tensors, Tensors, PruneContext], Tensors]
@@ -45,16 +49,25 @@ NEEDS = ("dense_weights", "probe")
 """What a rule may ask the engine for: the round-0 trained weights (``ctx.dense_weights``), or the
 probe inputs each pruned layer sees with their classes (``ctx.layer_inputs``, ``ctx.probe_labels``)."""
 RULE_NEEDS: dict[str, tuple[str, ...]] = {}
+RULE_PARAMS: dict[str, type[BaseModel] | None] = {}
+"""Each rule's params model (None: the rule takes no parameters; ``prune.params`` must stay empty)."""
 
 
-def register(name: str, needs: tuple[str, ...] = ()) -> Callable[[Rule], Rule]:
-    """Register ``rule(weights, masks, ctx) -> masks`` under ``name``; ``needs`` (of :data:`NEEDS`) fills ctx."""
+def register(name: str, needs: tuple[str, ...] = (),
+             params: type[BaseModel] | None = None) -> Callable[[Rule], Rule]:
+    """Register ``rule(weights, masks, ctx) -> masks`` under ``name``; ``needs`` (of :data:`NEEDS`) fills ctx.
+
+    ``params``: a pydantic model of the rule's own parameters (subclass :class:`ticketscope.config.Params`;
+    defaults and descriptions as in any config section): ``prune.params`` is validated against it, unknown
+    keys refused, and the rule gets the instance as ``ctx.params``.
+    """
     unknown = set(needs) - set(NEEDS)
     if unknown:
         raise ValueError(f"rule {name!r} needs {sorted(unknown)}; a rule may need {', '.join(NEEDS)}")
+    check_params_model(f"rule {name!r}", params)
 
     def deco(rule: Rule) -> Rule:
-        RULES[name], RULE_NEEDS[name] = rule, tuple(needs)
+        RULES[name], RULE_NEEDS[name], RULE_PARAMS[name] = rule, tuple(needs), params
         return rule
 
     return deco

@@ -343,7 +343,7 @@ def _next_masks(cfg: RunConfig, model: FCN, data: RunData, out: Path, done: list
     last = load_round_file(out, done[-1], "final.safetensors")
     weights = {n: last[f"{n}.weight"].to(device) for n in prunable}
     masks = {n: last[f"{n}.mask"].to(device) for n in prunable}
-    ctx = PruneContext(scope=cfg.prune.scope, seed=cfg.seed, cavity_mix=cfg.prune.cavity_mix,
+    ctx = PruneContext(scope=cfg.prune.scope, seed=cfg.seed, cavity_mix=cfg.prune.cavity_mix, params=cfg.prune.params,
                        targets=survivor_targets({n: m.numel() for n, m in masks.items()},
                                                 cfg.prune.fraction, r, cfg.prune.scope))
     needs = RULE_NEEDS[cfg.prune.method]

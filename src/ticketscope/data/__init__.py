@@ -4,7 +4,9 @@ All share the :class:`Dataset` interface. Each is chosen by its registered name 
 :func:`register_dataset` adds a factory ``DataConfig -> Dataset`` to :data:`DATASETS`, and
 :func:`make_dataset` builds the one a config names, wrapped in its Gaussian clone when
 ``data.gaussian_clone`` (a data set that makes its own clone, like the NLGP's exact one, declares
-``makes_own_clone``). The synthetic ones draw from versioned block streams (:mod:`.stream`).
+``makes_own_clone``). A data set with parameters of its own declares them as a pydantic model
+(``params=Model``): a config's ``data.params`` is validated against it and the factory reads the instance
+as ``cfg.params``. The synthetic ones draw from versioned block streams (:mod:`.stream`).
 """
 
 from __future__ import annotations
@@ -12,23 +14,36 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from pydantic import BaseModel
+
+from ..plugins import check_params_model, load_plugins
 from .base import Dataset
 from .nlgp import NLGPTask
 
 if TYPE_CHECKING:
     from ..config import DataConfig
 
-__all__ = ["DATASETS", "Dataset", "NLGPTask", "make_dataset", "register_dataset"]
+__all__ = ["DATASETS", "DATASET_PARAMS", "Dataset", "NLGPTask", "make_dataset", "register_dataset"]
 
 Factory = Callable[["DataConfig"], Dataset]
 DATASETS: dict[str, Factory] = {}
+DATASET_PARAMS: dict[str, type[BaseModel] | None] = {}
+"""Each data set's params model (None: it takes no parameters; ``data.params`` must stay empty)."""
 _OWN_CLONE: set[str] = set()
 
 
-def register_dataset(name: str, makes_own_clone: bool = False) -> Callable[[Factory], Factory]:
-    """Register ``factory(cfg) -> Dataset`` under ``name`` (then ``data: {name: NAME}`` selects it)."""
+def register_dataset(name: str, makes_own_clone: bool = False,
+                     params: type[BaseModel] | None = None) -> Callable[[Factory], Factory]:
+    """Register ``factory(cfg) -> Dataset`` under ``name`` (then ``data: {name: NAME}`` selects it).
+
+    ``params``: a pydantic model of the data set's own parameters (subclass
+    :class:`ticketscope.config.Params`): ``data.params`` is validated against it, unknown keys refused,
+    and the factory gets the instance as ``cfg.params``.
+    """
+    check_params_model(f"data set {name!r}", params)
+
     def deco(factory: Factory) -> Factory:
-        DATASETS[name] = factory
+        DATASETS[name], DATASET_PARAMS[name] = factory, params
         if makes_own_clone:
             _OWN_CLONE.add(name)
         return factory
@@ -82,6 +97,4 @@ def _tensors(cfg: "DataConfig") -> Dataset:
     return TensorFile(cfg.path, standardize=cfg.standardize)
 
 
-from ..plugins import load_plugins  # noqa: E402  (after the registry exists: plugins register into it)
-
-load_plugins()
+load_plugins()  # after the registry exists: plugins register into it
