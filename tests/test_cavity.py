@@ -254,3 +254,17 @@ def test_class_cavity_scores_match_brute_force_per_class_pooling():
     assert (scores[1, :3] == 0).all()
     mixture = cavity_scores(W, X, kind="nongaussianity")  # the mixture form differs: classes of different scale
     assert np.abs(mixture.numpy() - ref).max() > 10 * np.abs(ref).max() * 1e-3
+
+
+@pytest.mark.parametrize("data", DATA)
+def test_more_units_than_inputs(data: str) -> None:
+    """K > D (e.g. a layer's units at every round stacked): E[h x_j] and E[h x_j^3] come from (D, D) input
+    moments; the scores still match the brute force, and each block of rows scored alone (K < D)."""
+    X = DATA[data]()
+    W = torch.cat([weights(seed) for seed in range(3)])  # (21, 12)
+    scores = cavity_scores(W, X, kind="nongaussianity", chunk_size=97)
+    ref = brute_force(W.numpy(), X.double().numpy(), "nongaussianity")
+    np.testing.assert_array_equal(scores.isnan().numpy(), np.isnan(ref))
+    np.testing.assert_allclose(scores.numpy(), ref, rtol=1e-8, atol=1e-10)
+    blocks = torch.cat([cavity_scores(w, X, kind="nongaussianity", chunk_size=97) for w in W.split(7)])
+    np.testing.assert_allclose(scores.numpy(), blocks.numpy(), rtol=1e-10, atol=1e-12)

@@ -244,3 +244,22 @@ def test_localization_without_structure(shape: tuple[int, ...], torus: bool) -> 
     ratio = spatial_localization(W, shape, torus=torus, seed=2).numpy()
     difference = spread - spread / ratio
     assert abs(difference.mean()) < 5 * difference.std() / math.sqrt(rows)
+
+
+# ------------------------------------------------------------------------------------- batches
+def test_a_batch_with_one_seed_per_slice_draws_as_its_unbatched_calls() -> None:
+    """W (B, K, D), e.g. a layer at B rounds, with seeds [s_0 .. s_B-1]: slice b gets exactly the null draws of
+    the unbatched call with s_b (shuffle positions, Gaussian widths), so batching changes no number."""
+    g = torch.Generator().manual_seed(5)
+    W = torch.randn(3, 6, 64, generator=g, dtype=torch.float64)
+    W *= torch.rand(3, 6, 64, generator=g) < torch.tensor([0.9, 0.4, 0.1])[:, None, None]  # unequal max widths
+    W[2, 0] = 0.0  # a dead unit
+    seeds = [11, 0, 11]
+    loc = spatial_localization(W, (8, 8), seed=seeds)
+    nul = ipr_null(W, shuffles=5, seed=seeds)
+    assert loc.shape == nul.shape == (3, 6)
+    for b, s in enumerate(seeds):
+        torch.testing.assert_close(loc[b], spatial_localization(W[b], (8, 8), seed=s), rtol=1e-13, atol=0, equal_nan=True)
+        torch.testing.assert_close(nul[b], ipr_null(W[b], shuffles=5, seed=s), rtol=1e-13, atol=0, equal_nan=True)
+    with pytest.raises(ValueError, match="one per slice"):
+        ipr_null(W, seed=[1, 2])

@@ -7,7 +7,7 @@ import pytest
 import scipy.stats
 import torch
 
-from ticketscope.metrics import class_kurtosis, kurtosis, nongaussianity, nongaussianity_null
+from ticketscope.metrics import class_kurtosis, kurtosis, nongaussianity, nongaussianity_null, preactivations
 
 
 def heavy_tailed(n: int = 500, K: int = 6, seed: int = 0) -> torch.Tensor:
@@ -124,3 +124,50 @@ def test_local_blob_on_correlated_nlgp_has_positive_excess():
     ng = class_kurtosis(X.double() @ W.T, y).ng_pooled
     assert ng.item() > 1.5 and null.pooled.item() < 1.0
     assert (ng - null.pooled).item() > 0.7
+
+
+def test_preactivations_of_a_batch_of_layers() -> None:
+    """Unit k of layer b is column b*K + k, for inputs shared by the batch and for each layer's own."""
+    g = torch.Generator().manual_seed(2)
+    W = torch.randn(3, 4, 5, generator=g, dtype=torch.float64)
+    X = torch.randn(3, 7, 5, generator=g).float()  # float32 inputs are computed in float64
+    shared = preactivations(W, X[0])
+    own = preactivations(W, X)
+    assert shared.shape == own.shape == (7, 12) and own.dtype == torch.float64
+    for b in range(3):
+        torch.testing.assert_close(shared[:, 4 * b:4 * b + 4], X[0].double() @ W[b].T, rtol=1e-12, atol=1e-14)
+        torch.testing.assert_close(own[:, 4 * b:4 * b + 4], X[b].double() @ W[b].T, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(preactivations(W[0], X[0]), X[0].double() @ W[0].T, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_nongaussianity_null_of_a_batch_equals_its_unbatched_calls(shared: bool) -> None:
+    """A batch W (B, K, D) with one seed per layer: each layer's null is its unbatched call's (same shuffles),
+    computed once for the whole batch in blocks of units (here many more units than one block holds)."""
+    from ticketscope.metrics.moments import BLOCK_ELEMENTS
+
+    g = torch.Generator().manual_seed(3)
+    n, D = 600, 9
+    y = torch.arange(n) % 3
+    y[y == 2] = 0  # num_classes 3, class 2 absent
+    X = torch.randn(4, n, D, generator=g, dtype=torch.float64) ** 3 + torch.sign(torch.randn(4, n, D, generator=g))
+    X[:, :, 2] = 0.5  # a constant input (centred to exact zeros)
+    W = torch.randn(4, BLOCK_ELEMENTS // n, D, generator=g, dtype=torch.float64) * (torch.rand(4, 1, D, generator=g) < 0.6)
+    W[1, :2] = 0.0  # dead units: h = 0
+    inputs = X[0] if shared else X
+    seeds = [7, 8, 7, 9]
+    null = nongaussianity_null(W, inputs, y, num_classes=3, shuffles=3, seed=seeds)
+    assert null.per_class.shape == (3, 4, len(W[0])) and null.pooled.shape == (4, len(W[0]))
+    assert null.per_class[2].isnan().all() and null.pooled[1, :2].isnan().all()
+    for b, s in enumerate(seeds):
+        one = nongaussianity_null(W[b], X[0] if shared else X[b], y, num_classes=3, shuffles=3, seed=s)
+        torch.testing.assert_close(null.per_class[:, b], one.per_class, rtol=1e-12, atol=0, equal_nan=True)
+        torch.testing.assert_close(null.pooled[b], one.pooled, rtol=1e-12, atol=0, equal_nan=True)
+    # and the unbatched null is the shuffles' class kurtosis from scratch (scipy, rows in any order)
+    from ticketscope.metrics.localization import _row_shuffles
+
+    ref = []
+    for V in _row_shuffles(W[0], 3, seeds[0], "nongaussianity_null"):
+        h = X[0].numpy() @ V.numpy().T
+        ref.append([np.abs(scipy.stats.kurtosis(h[y.numpy() == c], axis=0, fisher=False) - 3) for c in (0, 1)])
+    np.testing.assert_allclose(null.per_class[:2, 0].numpy(), np.mean(ref, axis=0), rtol=1e-10)

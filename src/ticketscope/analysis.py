@@ -16,12 +16,14 @@
   localization, the emergence of receptive fields over training time (Ingrosso & Goldt, Fig. 1D/1G);
 * figures: ``rf_grid.png``, ``localization.png``, ``kurtosis.png``, ``cavity.png``, ``connectivity.png``,
   and ``emergence.png`` (per-unit IPR against samples seen, one panel per round) with snapshots.
+
+Each measure is computed for all rounds of a layer at once (:func:`measure_rounds`), with every
+round's random nulls seeded as if measured alone.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +37,9 @@ from .data import Dataset, make_dataset
 from .errors import TicketscopeError
 from .io import read_json, write_json, write_table
 from .metrics import (cavity_analysis, cavity_groups, class_cavity_scores, class_kurtosis, displacement_histogram,
-                      in_degree_histogram, ipr, ipr_null, nongaussianity, nongaussianity_null, spatial_localization)
+                      in_degree_histogram, ipr, ipr_null, nongaussianity, nongaussianity_null, preactivations,
+                      spatial_localization)
+from .metrics.moments import BLOCK_ELEMENTS
 from .models import FCN, layer_index
 from .provenance import provenance
 from .runs import completed_rounds, load_round_file, load_snapshots, prunable_layers, resolve_device
@@ -44,49 +48,89 @@ from .seeding import derive_seed
 log = logging.getLogger(__name__)
 ANALYSIS_VERSION = 3  # bump when a stored measure changes: older analyses are then recomputed
 SAMPLES_PER_GROUP = 2000  # cavity scores kept per (round, layer, group) for histograms
+BATCH_ELEMENTS = 2**23  # rounds measured together: about this many float64 at most per (n, units) or (units, D) array
+MEANS = ("ipr", "ipr_null", "localization", "kappa", "kappa_pooled", "ng", "ng_pooled", "ng_null", "ng_excess")
 
 
 def unit_measures(W: torch.Tensor, inputs: torch.Tensor, y: torch.Tensor, ds: Dataset, first: bool,
-                  num_classes: int, seed: int = 0) -> pd.DataFrame:
-    """Per-unit measures of one layer with incoming weights W (K, D) on its probe inputs (n, D)."""
+                  num_classes: int, seeds: list[int]) -> dict[str, np.ndarray]:
+    """Per-unit measures (the columns of ``units.parquet``, each (B, K)) of a batch of B layers W (B, K, D),
+    e.g. one layer at B rounds, on their probe inputs: (n, D) shared by the batch or (B, n, D) each its own.
+    ``seeds[b]`` seeds layer b's non-Gaussianity null; every measure is one call for the whole batch."""
     W = W.double()
-    ck = class_kurtosis(inputs.double() @ W.T, y, num_classes)
-    null = nongaussianity_null(W, inputs, y, num_classes, seed=seed)
-    cols: dict[str, Any] = {
-        "unit": np.arange(len(W)),
-        "in_degree": (W != 0).sum(1).cpu().numpy(),
+    B, K, _ = W.shape
+    ck = class_kurtosis(preactivations(W, inputs), y, num_classes)
+    null = nongaussianity_null(W, inputs, y, num_classes, seed=seeds)
+
+    def per_unit(t: torch.Tensor) -> np.ndarray:  # (..., B * K) -> (..., B, K)
+        return t.reshape(*t.shape[:-1], B, K).cpu().numpy()
+
+    cols: dict[str, np.ndarray] = {
+        "in_degree": (W != 0).sum(-1).cpu().numpy(),
         "ipr": ipr(W).cpu().numpy(),
-        "ipr_null": ipr_null(W).cpu().numpy(),
-        "kappa": ck.overall.cpu().numpy(),
-        "kappa_pooled": ck.pooled.cpu().numpy(),
-        "ng": nongaussianity(ck.overall).cpu().numpy(),
-        "ng_pooled": ck.ng_pooled.cpu().numpy(),
+        "ipr_null": ipr_null(W, seed=[0] * B).cpu().numpy(),  # every layer the draws of seed 0, as unbatched
+        "kappa": per_unit(ck.overall),
+        "kappa_pooled": per_unit(ck.pooled),
+        "ng": per_unit(nongaussianity(ck.overall)),
+        "ng_pooled": per_unit(ck.ng_pooled),
         "ng_null": null.pooled.cpu().numpy(),
     }
     cols["ng_excess"] = cols["ng_pooled"] - cols["ng_null"]
-    cols["localization"] = (spatial_localization(W, ds.input_shape, ds.torus).cpu().numpy()
-                            if first else np.full(len(W), np.nan))
-    ng_class = nongaussianity(ck.per_class)  # (C, K): |kappa_c - 3|, NaN where undefined
+    cols["localization"] = (spatial_localization(W, ds.input_shape, ds.torus, seed=[0] * B).cpu().numpy()
+                            if first else np.full((B, K), np.nan))
+    kappa_class, ng_class = per_unit(ck.per_class), per_unit(nongaussianity(ck.per_class))  # (C, B, K)
     for c in range(num_classes):
-        cols[f"kappa_class{c}"] = ck.per_class[c].cpu().numpy()
-        cols[f"ng_class{c}"] = ng_class[c].cpu().numpy()
+        cols[f"kappa_class{c}"] = kappa_class[c]
+        cols[f"ng_class{c}"] = ng_class[c]
         cols[f"ng_null_class{c}"] = null.per_class[c].cpu().numpy()
-    return pd.DataFrame(cols)
+    return cols
 
 
-def _cavity_rows(scores: torch.Tensor, W: torch.Tensor, mask: torch.Tensor, mask_next: torch.Tensor,
-                 seed: int) -> tuple[dict[str, float], pd.DataFrame]:
+def round_means(cols: dict[str, np.ndarray], num_classes: int) -> dict[str, np.ndarray]:
+    """(B,) means over the connected units (in-degree > 0) of each layer of :func:`unit_measures`'
+    columns, NaN values left out (NaN where none is left), their connected fraction and largest IPR."""
+    alive = cols["in_degree"] > 0
+    per_class = [f"{k}_class{c}" for k in ("kappa", "ng", "ng_null") for c in range(num_classes)]
+    means = {"connected": alive.mean(-1)}
+    with np.errstate(invalid="ignore"):
+        for col in (*MEANS, *per_class):
+            ok = alive & ~np.isnan(cols[col])
+            means[col] = np.where(ok, cols[col], 0.0).sum(-1) / ok.sum(-1)
+    ok = alive & ~np.isnan(cols["ipr"])
+    means["ipr_max"] = np.where(ok.any(-1), np.where(ok, cols["ipr"], -np.inf).max(-1), np.nan)
+    return means
+
+
+def batched_cavity_scores(W: torch.Tensor, inputs: torch.Tensor, y: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """(B, K, D) :func:`class_cavity_scores` of a batch of layers W (B, K, D) on inputs as in
+    :func:`unit_measures`: rows are independent, so shared inputs score all B * K units in one call.
+    Probe rows are taken in chunks small enough for each (rows, units) temporary to stay in cache."""
+    if inputs.dim() == 2:
+        units = W.flatten(0, 1).double()
+        return class_cavity_scores(units, inputs.double(), y, num_classes,
+                                   chunk_size=max(1, BLOCK_ELEMENTS // len(units))).view(W.shape)
+    chunk = max(1, BLOCK_ELEMENTS // W.shape[1])
+    return torch.stack([class_cavity_scores(w.double(), x.double(), y, num_classes, chunk) for w, x in zip(W, inputs)])
+
+
+def _cavity_rows(r: int, name: str, scores: torch.Tensor, W: torch.Tensor, mask: torch.Tensor, mask_next: torch.Tensor,
+                 seed: int) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """The cavity analysis of layer ``name``'s pruning step after round r: its ``rounds.parquet``
+    statistics and its ``cavity.parquet`` rows (up to SAMPLES_PER_GROUP scores per group), as columns."""
     a = cavity_analysis(scores, W, mask, mask_next, seed=seed)
     stats = {f"cavity_{group}_{k}": v for group in ("removed", "kept", "random")
-             for k, v in asdict(getattr(a, group)).items()}
+             for k, v in vars(getattr(a, group)).items()}
     stats["cavity_spearman_abs_w"] = a.spearman_abs_w
+    stats["cavity_removed_minus_random"] = stats["cavity_removed_mean"] - stats["cavity_random_mean"]
     g = torch.Generator().manual_seed(seed)
-    samples = []
+    kept = {}
     for group, s in cavity_groups(scores, mask, mask_next, seed=seed).items():
         s = s[s.isfinite()].cpu()
-        s = s[torch.randperm(len(s), generator=g)[:SAMPLES_PER_GROUP]]
-        samples.append(pd.DataFrame({"group": group, "score": s.numpy()}))
-    return stats, pd.concat(samples, ignore_index=True)
+        kept[group] = s[torch.randperm(len(s), generator=g)[:SAMPLES_PER_GROUP]].numpy()
+    size = sum(len(s) for s in kept.values())
+    return stats, {"round": np.full(size, r), "layer": np.full(size, name, dtype=object),
+                   "group": np.repeat(np.array(list(kept), dtype=object), [len(s) for s in kept.values()]),
+                   "score": np.concatenate(list(kept.values()))}
 
 
 def _stamp_matches(stored: dict[str, Any], stamp: dict[str, Any]) -> bool:
@@ -117,43 +161,10 @@ def analyze_run(run_dir: str | Path, n_probe: int = 4096, figures: bool = True, 
     device = resolve_device(cfg.device)
     ds = make_dataset(cfg.data)
     X, y = ds.test(n_probe, seed=derive_seed(cfg.seed, "analysis-probe"))
-    X, y = X.to(device), y.to(device)
-    model = FCN(ds.input_dim, ds.num_classes, cfg.model).to(device).eval()
+    order = y.argsort(stable=True)  # classes in contiguous blocks: the per-class moments need no gather
+    X, y = X[order].to(device), y[order].to(device)
     states = [load_round_file(run, s, "final.safetensors") for s in done]
-    units, rounds, cavity = [], [], []
-    for r, (summary, state) in enumerate(zip(done, states)):
-        model.load_state_dict(state)
-        with torch.no_grad():
-            inputs = model.layer_inputs(X)
-        for name in prunable_layers(cfg):
-            i = layer_index(name)
-            W, mask = state[f"{name}.weight"].to(device), state[f"{name}.mask"].to(device)
-            u = unit_measures(W, inputs[i], y, ds, first=i == 0, num_classes=ds.num_classes,
-                              seed=derive_seed(cfg.seed, "ng-null", r, name))
-            u.insert(0, "layer", name)
-            u.insert(0, "round", r)
-            units.append(u)
-            alive = u[u["in_degree"] > 0]
-            row = {"round": r, "layer": name, "density": summary["layer_density"][name],
-                   "test_accuracy": summary["test_accuracy"], "connected": len(alive) / len(u)}
-            per_class = [f"{k}_class{c}" for k in ("kappa", "ng", "ng_null") for c in range(ds.num_classes)]
-            for col in ("ipr", "ipr_null", "localization", "kappa", "kappa_pooled", "ng", "ng_pooled", "ng_null",
-                        "ng_excess", *per_class):
-                row[col] = float(alive[col].mean()) if alive[col].notna().any() else np.nan
-            row["ipr_max"] = float(alive["ipr"].max()) if alive["ipr"].notna().any() else np.nan
-            if r + 1 < len(done):
-                scores = class_cavity_scores(W.double(), inputs[i].double(), y, ds.num_classes)
-                stats, samples = _cavity_rows(scores, W, mask, states[r + 1][f"{name}.mask"].to(device),
-                                              derive_seed(cfg.seed, "cavity", r))
-                row.update(stats)
-                row["cavity_removed_minus_random"] = stats["cavity_removed_mean"] - stats["cavity_random_mean"]
-                samples.insert(0, "layer", name)
-                samples.insert(0, "round", r)
-                cavity.append(samples)
-            rounds.append(row)
-    units_df, rounds_df = pd.concat(units, ignore_index=True), pd.DataFrame(rounds)
-    cavity_df = pd.concat(cavity, ignore_index=True) if cavity else pd.DataFrame(
-        columns=["round", "layer", "group", "score"])
+    units_df, rounds_df, cavity_df = measure_rounds(cfg, ds, done, states, X, y)
     write_table(out / "units.parquet", units_df)
     write_table(out / "rounds.parquet", rounds_df)
     write_table(out / "cavity.parquet", cavity_df)
@@ -169,6 +180,68 @@ def analyze_run(run_dir: str | Path, n_probe: int = 4096, figures: bool = True, 
     write_json(out / "analysis.json", {**stamp, "input_shape": list(ds.input_shape), "torus": ds.torus,
                                        "provenance": provenance(device)})
     return out
+
+
+def measure_rounds(cfg: RunConfig, ds: Dataset, done: list[dict[str, Any]], states: list[dict[str, torch.Tensor]],
+                   X: torch.Tensor, y: torch.Tensor) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The units, rounds and cavity tables of the completed rounds ``done`` (final weights ``states``) on
+    the probe set X, y.
+
+    Each pruned layer is measured at a batch of rounds at once (as many as ``BATCH_ELEMENTS`` allows:
+    every round of a small net). Without batch norm the first layer sees the same inputs at every round,
+    so one GEMM gives all rounds' pre-activations and one cavity call scores all their weights; deeper
+    layers stack each round's own inputs. The nulls keep their per-(round, layer) seeds, so how rounds
+    are batched changes no number beyond rounding.
+    """
+    layers, R, C, n = prunable_layers(cfg), len(states), ds.num_classes, len(X)
+    model = FCN(ds.input_dim, C, cfg.model).to(X.device).eval()
+    shapes = [states[0][f"{name}.weight"].shape for name in layers]
+    batch = max(1, BATCH_ELEMENTS // max(max(n * max(K, D), K * D) for K, D in shapes))
+    units: dict[tuple[int, str], dict[str, np.ndarray]] = {}
+    rows: dict[tuple[int, str], dict[str, Any]] = {}
+    samples: dict[tuple[int, str], dict[str, np.ndarray]] = {}
+    for start in range(0, R, batch):
+        idx = range(start, min(start + batch, R))
+        inputs = []
+        for r in idx:
+            model.load_state_dict(states[r])
+            with torch.no_grad():
+                inputs.append(model.layer_inputs(X))
+        for name in layers:
+            i = layer_index(name)
+            x = _batch_inputs([v[i] for v in inputs])
+            W = torch.stack([states[r][f"{name}.weight"] for r in idx]).to(X.device)
+            K = W.shape[1]
+            cols = unit_measures(W, x, y, ds, i == 0, C, [derive_seed(cfg.seed, "ng-null", r, name) for r in idx])
+            means = round_means(cols, C)
+            for b, r in enumerate(idx):
+                units[r, name] = {"round": np.full(K, r), "layer": np.full(K, name, dtype=object), "unit": np.arange(K),
+                                  **{k: v[b] for k, v in cols.items()}}
+                rows[r, name] = {"round": r, "layer": name, "density": done[r]["layer_density"][name],
+                                 "test_accuracy": done[r]["test_accuracy"], **{k: float(v[b]) for k, v in means.items()}}
+            scored = [r for r in idx if r + 1 < R]  # the rounds with a next pruning step
+            if not scored:
+                continue
+            scores = batched_cavity_scores(W[:len(scored)], x if x.dim() == 2 else x[:len(scored)], y, C)
+            for b, r in enumerate(scored):
+                masks = (states[r][f"{name}.mask"].to(X.device), states[r + 1][f"{name}.mask"].to(X.device))
+                stats, samples[r, name] = _cavity_rows(r, name, scores[b], W[b], *masks, derive_seed(cfg.seed, "cavity", r))
+                rows[r, name].update(stats)
+    keys = [(r, name) for r in range(R) for name in layers]
+    cavity = (_concat([samples[k] for k in keys if k in samples]) if samples
+              else pd.DataFrame(columns=["round", "layer", "group", "score"]))
+    return _concat([units[k] for k in keys]), pd.DataFrame([rows[k] for k in keys]), cavity
+
+
+def _batch_inputs(xs: list[torch.Tensor]) -> torch.Tensor:
+    """A layer's inputs at a batch of rounds: one (n, D) tensor when all rounds' are the same (the first
+    layer, without batch norm), else stacked (B, n, D)."""
+    return xs[0] if all(x is xs[0] or torch.equal(x, xs[0]) for x in xs[1:]) else torch.stack(xs)
+
+
+def _concat(parts: list[dict[str, np.ndarray]]) -> pd.DataFrame:
+    """One table from column arrays given in parts (every part the same columns)."""
+    return pd.DataFrame({col: np.concatenate([p[col] for p in parts]) for col in parts[0]})
 
 
 def snapshot_measures(run: Path, cfg: RunConfig, ds: Dataset, summaries: list[dict[str, Any]],

@@ -8,7 +8,7 @@ from .cavity import CavityAnalysis, ScoreSummary, cavity_analysis, cavity_groups
 from .connectivity import DisplacementHistogram, InDegreeHistogram, displacement_histogram, in_degree_histogram
 from .localization import ipr, ipr_null, rf_centre_and_spread, spatial_localization
 from .moments import (ClassKurtosis, NongaussianityNull, class_kurtosis, kurtosis, nongaussianity, nongaussianity_null,
-                      pool_classes)
+                      pool_classes, preactivations)
 
 __all__ = [
     "CavityAnalysis",
@@ -30,6 +30,7 @@ __all__ = [
     "nongaussianity_null",
     "NongaussianityNull",
     "pool_classes",
+    "preactivations",
     "rf_centre_and_spread",
     "spatial_localization",
 ]

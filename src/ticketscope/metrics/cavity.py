@@ -13,6 +13,8 @@ centred and a = w_ij,
     m4' = m4 - 4a E[h^3 x_j] + 6a^2 E[h^2 x_j^2] - 4a^3 E[h x_j^3] + a^4 E[x_j^4]
 
 where every E[h^p x_j^q] over all (i, j) is one (K, n) @ (n, D) product: four GEMMs, plus one for h.
+With more units than inputs (K > D, e.g. a layer's units at every round stacked), the two linear in h,
+E[h x_j] = sum_l w_il E[x_l x_j] and E[h x_j^3], come cheaper from (D, D) input moments.
 """
 
 from __future__ import annotations
@@ -201,20 +203,25 @@ def _central_moments(W: torch.Tensor, X: torch.Tensor, chunk_size: int) -> _Mome
 
     m2, m4 = torch.zeros(K, dtype=torch.float64, device=device), torch.zeros(K, dtype=torch.float64, device=device)
     x2, x4 = torch.zeros_like(total), torch.zeros_like(total)
-    hx, h3x, h2x2, hx3 = (torch.zeros(K, D, dtype=torch.float64, device=device) for _ in range(4))
+    h3x, h2x2 = (torch.zeros(K, D, dtype=torch.float64, device=device) for _ in range(2))
+    linear = K > D  # E[h x_j], E[h x_j^3] as W @ E[x x_j], W @ E[x x_j^3]: n D^2 flops instead of n K D
+    hx, hx3 = (torch.zeros(D if linear else K, D, dtype=torch.float64, device=device) for _ in range(2))
     for chunk in _chunks(X, chunk_size, device):
         x = chunk - mean_x  # not in place: a float64 X on this device comes as a view of X itself
         h = x @ W.T
         h2 = h.square()
         m2 += h2.sum(0)
         m4 += h2.square().sum(0)
-        hx.addmm_(h.T, x)
         h3x.addmm_((h2 * h).T, x)
         xp = x.square()
         x2 += xp.sum(0)
         x4 += xp.square().sum(0)
         h2x2.addmm_(h2.T, xp)
-        hx3.addmm_(h.T, xp.mul_(x))
+        left = x if linear else h
+        hx.addmm_(left.T, x)
+        hx3.addmm_(left.T, xp.mul_(x))
+    if linear:
+        hx, hx3 = W @ hx, W @ hx3
     return _Moments(mean_x, m2 / n, m4 / n, hx / n, h3x / n, h2x2 / n, hx3 / n, x2 / n, x4 / n)
 
 

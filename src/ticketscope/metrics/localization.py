@@ -6,18 +6,22 @@ input ``shape`` whose row-major flattening gives D (see :mod:`ticketscope.metric
 ``(H, W)``, or ``(C, H, W)`` with a leading channel axis, whose channels share each pixel's position.
 
 Every random null is seeded through :func:`ticketscope.seeding.generator` and drawn on the CPU, so
-the same seed gives the same numbers on every device.
+the same seed gives the same numbers on every device. A null's ``seed`` may also be a sequence of B
+seeds for a batch W (B, ..., D) of B layers (e.g. one layer at B rounds of a run): slice W[b] then
+gets exactly the draws of an unbatched call with seed ``seed[b]``, so batching changes no number.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import torch
 
 from ..seeding import generator
 from .grid import Shape, on_pixel_grid
+
+Seeds = int | Sequence[int]
 
 
 def ipr(W: torch.Tensor) -> torch.Tensor:
@@ -30,7 +34,7 @@ def ipr(W: torch.Tensor) -> torch.Tensor:
     return p.square().sum(-1) / p.sum(-1).square()
 
 
-def ipr_null(W: torch.Tensor, shuffles: int = 32, seed: int = 0) -> torch.Tensor:
+def ipr_null(W: torch.Tensor, shuffles: int = 32, seed: Seeds = 0) -> torch.Tensor:
     """Sparsity-matched null of :func:`ipr` for each row: the mean IPR over ``shuffles`` draws.
 
     SCIENCE.md's generic null, "the same weights at random positions", is no null for IPR: IPR
@@ -39,11 +43,15 @@ def ipr_null(W: torch.Tensor, shuffles: int = 32, seed: int = 0) -> torch.Tensor
     row, whose mean IPR is exactly 3 / (n + 2) (~3/n); an IPR above it means the surviving weight
     magnitudes are more unequal than random ones. Rows without non-zeros give NaN.
     """
-    nnz = (W != 0).sum(-1, keepdim=True).cpu()
-    support = torch.arange(max(int(nnz.max()), 1)) < nnz  # the first n entries of each draw
-    g = generator("ipr_null.gaussian", seed)
-    draws = (torch.randn(support.shape, generator=g, dtype=torch.float64) * support for _ in range(shuffles))
-    return torch.stack([ipr(v.to(device=W.device, dtype=W.dtype)) for v in draws]).mean(0)
+    seeds, batch = _batched(W, seed)
+    means = []
+    for s, w in zip(seeds, batch):
+        nnz = (w != 0).sum(-1, keepdim=True).cpu()
+        support = torch.arange(max(int(nnz.max()), 1)) < nnz  # the first n entries of each draw
+        g = generator("ipr_null.gaussian", s)
+        draws = torch.stack([torch.randn(support.shape, generator=g, dtype=torch.float64) for _ in range(shuffles)])
+        means.append(ipr((draws * support).to(device=W.device, dtype=W.dtype)).mean(0))
+    return torch.stack(means).reshape(W.shape[:-1])
 
 
 def rf_centre_and_spread(W: torch.Tensor, shape: Shape, torus: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
@@ -100,11 +108,22 @@ def spatial_localization(
     return torch.where((W != 0).sum(-1) >= 2, ratio, torch.nan)
 
 
-def _row_shuffles(W: torch.Tensor, shuffles: int, seed: int, stream: str) -> Iterator[torch.Tensor]:
-    """``shuffles`` copies of W, each row's entries independently and uniformly permuted (seeded)."""
+def _row_shuffles(W: torch.Tensor, shuffles: int, seed: Seeds, stream: str) -> Iterator[torch.Tensor]:
+    """``shuffles`` copies of W, each row's entries independently and uniformly permuted (seeded;
+    a sequence of seeds seeds each slice of the batch W (B, ..., D) on its own)."""
     if shuffles < 1:
         raise ValueError(f"shuffles must be >= 1, got {shuffles}")
-    g = generator(stream, seed)
+    seeds, batch = _batched(W, seed)
+    gens = [generator(stream, s) for s in seeds]
     for _ in range(shuffles):
-        perm = torch.rand(W.shape, generator=g, dtype=torch.float64).argsort(dim=-1)
-        yield W.gather(-1, perm.to(W.device))
+        u = torch.stack([torch.rand(batch.shape[1:], generator=g, dtype=torch.float64) for g in gens])
+        yield batch.gather(-1, u.argsort(dim=-1).to(W.device)).reshape(W.shape)
+
+
+def _batched(W: torch.Tensor, seed: Seeds) -> tuple[list[int], torch.Tensor]:
+    """(seeds, W as a batch of slices): ([seed], W[None]) for one seed, (seed, W) for one per slice of W."""
+    if isinstance(seed, int):
+        return [seed], W[None]
+    if W.dim() < 2 or len(seed) != W.shape[0]:
+        raise ValueError(f"a sequence of seeds needs one per slice of W (B, ..., D), got {len(seed)} for {tuple(W.shape)}")
+    return list(seed), W

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 
 import torch
 
-from .localization import _row_shuffles
+from .localization import Seeds, _row_shuffles
+
+BLOCK_ELEMENTS = 2**17  # float64 elements (1 MiB) per temporary: moments are reduced block by block, in cache
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,19 @@ class ClassKurtosis:
     def ng_pooled(self) -> torch.Tensor:
         """(K,) |kappa_c - 3| pooled like ``pooled``: a sub- and a super-Gaussian class never cancel."""
         return pool_classes(nongaussianity(self.per_class), self.class_counts)
+
+
+def preactivations(W: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
+    """(n, B*K) float64 pre-activations h = x . w (bias excluded), one column per unit.
+
+    W is one layer's weights (K, D) or a batch of B layers (B, K, D), e.g. one layer at B rounds of
+    a run; X holds the n inputs, (n, D) shared by the whole batch (one GEMM for every unit) or
+    (B, n, D), each layer its own (a batched product). Unit k of layer b is column b*K + k.
+    """
+    W, X = W.to(torch.float64), X.to(torch.float64)
+    if X.dim() == 2:
+        return X @ W.reshape(-1, W.shape[-1]).T
+    return (X @ W.mT).transpose(0, 1).reshape(X.shape[1], -1)
 
 
 def kurtosis(H: torch.Tensor, excess: bool = False) -> torch.Tensor:
@@ -71,36 +86,72 @@ class NongaussianityNull:
 
 
 def nongaussianity_null(W: torch.Tensor, X: torch.Tensor, y: torch.Tensor, num_classes: int | None = None,
-                        shuffles: int = 8, seed: int = 0) -> NongaussianityNull:
+                        shuffles: int = 8, seed: Seeds = 0) -> NongaussianityNull:
     """|kappa - 3| of h = x . pi_s(w) for the same surviving weight values at random positions.
 
     pi_1 .. pi_shuffles are seeded permutations of each row of W (K, D) over its D inputs, as for the
     localization null; X (n, D) are the probe inputs and y their classes. Sparsity alone raises
     |kappa - 3| (i.i.d. +-1 inputs: kappa = 3 - 2 IPR(w), permutation invariant), so the *excess*
     ``ng_pooled - null.pooled`` is what the input statistics and the weights' positions add.
+    A batch W (B, K, D) takes X as :func:`preactivations` does and one seed per layer (a sequence of
+    B: layer b gets the shuffles of its unbatched call with ``seed[b]``); results are then (C, B, K), (B, K).
     """
-    C = int(y.max()) + 1 if num_classes is None else num_classes
-    per_class, pooled = [], []
-    for V in _row_shuffles(W, shuffles, seed, "nongaussianity_null"):
-        ck = class_kurtosis(X.to(torch.float64) @ V.to(torch.float64).T, y, C)
-        per_class.append(nongaussianity(ck.per_class))
-        pooled.append(ck.ng_pooled)
-    return NongaussianityNull(torch.stack(per_class).mean(0), torch.stack(pooled).mean(0))
+    C, D = int(y.max()) + 1 if num_classes is None else num_classes, W.shape[-1]
+    V = torch.stack(list(_row_shuffles(W, shuffles, seed, "nongaussianity_null")))  # (shuffles, ..., K, D)
+    if X.dim() == 2:  # one product for every shuffle of every unit
+        kappa = _projected_kurtosis(V.reshape(-1, D), X, y, C).reshape(C, shuffles, *W.shape[:-1])
+    else:  # every layer its own inputs
+        kappa = torch.stack([_projected_kurtosis(V[:, b].reshape(-1, D), x, y, C).reshape(C, shuffles, -1)
+                             for b, x in enumerate(X)], 2)
+    ng = nongaussianity(kappa)  # (C, shuffles, ..., K)
+    return NongaussianityNull(ng.mean(1), pool_classes(ng, torch.bincount(y, minlength=C)).mean(0))
+
+
+def _projected_kurtosis(W: torch.Tensor, X: torch.Tensor, y: torch.Tensor, groups: int) -> torch.Tensor:
+    """(groups, K) kurtosis of h = x . w for each row w of W (K, D) over the rows x of X (n, D) in each group.
+
+    Two passes: X is centred within each group (a constant column to exact zeros), then each block of
+    units gets the moments of its centred pre-activations, E h^4 / (E h^2)^2, from one product whose
+    result fits in cache. NaN where h is constant over the group or the group is empty.
+    """
+    kappa = torch.full((groups, len(W)), torch.nan, dtype=torch.float64, device=W.device)
+    W = W.to(torch.float64)
+    for g, x in enumerate(_group_blocks(X.to(torch.float64), y, groups)):
+        if not len(x):
+            continue
+        lo, hi = x.amin(0), x.amax(0)
+        xt = (x - torch.where(lo == hi, lo, x.mean(0))).T.contiguous()  # (D, n_g): each unit's h is a row
+        step = max(1, BLOCK_ELEMENTS // len(x))
+        for j in range(0, len(W), step):
+            h = (W[j:j + step] @ xt).T
+            kappa[g, j:j + step] = _centred_kurtosis(h, h)
+    return kappa
 
 
 def _grouped_kurtosis(H: torch.Tensor, y: torch.Tensor, groups: int, excess: bool) -> torch.Tensor:
-    """(groups, K) kurtosis of each column of H over the rows of each group (two passes, float64)."""
-    H = H.to(torch.float64)
-    n = torch.bincount(y, minlength=groups).to(H.dtype)[:, None]
-    rows = y[:, None].expand_as(H)
+    """(groups, K) kurtosis of each column of H over the rows of each group (two passes, float64).
 
-    def group_sum(V: torch.Tensor) -> torch.Tensor:
-        return torch.zeros(groups, H.shape[1], dtype=H.dtype, device=H.device).index_add_(0, y, V)
-
-    def group_reduce(op: str) -> torch.Tensor:
-        return torch.zeros(groups, H.shape[1], dtype=H.dtype, device=H.device).scatter_reduce_(0, rows, H, op, include_self=False)
-
-    c2 = (H - (group_sum(H) / n)[y]).square()
-    kappa = group_sum(c2.square()) / n / (group_sum(c2) / n).square()
-    kappa = torch.where(group_reduce("amax") == group_reduce("amin"), torch.nan, kappa)
+    Each group's moments are plain column reductions of blocks of its rows that fit in cache (no
+    scatter). A group without rows gives a NaN row.
+    """
+    kappa = torch.full((groups, H.shape[1]), torch.nan, dtype=torch.float64, device=H.device)
+    for g, rows in enumerate(_group_blocks(H.to(torch.float64), y, groups)):
+        if not len(rows):
+            continue
+        step = max(1, BLOCK_ELEMENTS // len(rows))
+        for j in range(0, H.shape[1], step):
+            block = rows[:, j:j + step]
+            kappa[g, j:j + step] = _centred_kurtosis(block - block.mean(0), block)
     return kappa - 3 if excess else kappa
+
+
+def _group_blocks(H: torch.Tensor, y: torch.Tensor, groups: int) -> list[torch.Tensor]:
+    """The rows of H in each group 0 .. groups-1, as contiguous blocks (gathered unless y is sorted)."""
+    rows = H if bool((y[1:] >= y[:-1]).all()) else H[y.argsort(stable=True)]
+    return list(rows.split(torch.bincount(y, minlength=groups).tolist()))
+
+
+def _centred_kurtosis(c: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """E c^4 / (E c^2)^2 of each column of c, the centred h; NaN where the column of h is constant."""
+    c2 = c.square()
+    return torch.where(h.amax(0) == h.amin(0), torch.nan, c2.square().mean(0) / c2.mean(0).square())
