@@ -1,5 +1,6 @@
 """The `tensors` data set: a user's own .npz / .safetensors file, and its errors as one clear line."""
 
+import json
 import os
 import subprocess
 import sys
@@ -71,6 +72,9 @@ def test_a_run_on_your_own_file_and_bad_files_are_one_clear_line(tmp_path):
         (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(cfg))
     res = cli("run", f"{tmp_path}/ok.yaml", "--out", "r_ok", "--quiet", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
+    res = cli("analyze", "r_ok", cwd=tmp_path)  # a held-out split (80) smaller than the probe set asked for
+    assert res.returncode == 0, res.stderr
+    assert json.loads((tmp_path / "r_ok" / "analysis" / "analysis.json").read_text())["probe_size"] == 80
     expect = {"disagree": "X has 400 items but y has shape (397,)", "half_split": "needs both X_test and y_test",
               "unknown": "no data set named 'imagenet'"}
     for name, needle in expect.items():

@@ -137,6 +137,15 @@ def _stamp_matches(stored: dict[str, Any], stamp: dict[str, Any]) -> bool:
     return all(stored.get(k) == v for k, v in stamp.items())
 
 
+def probe_set(ds: Dataset, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """n seeded held-out items, or the whole held-out split of a finite data set with n or fewer."""
+    if not ds.infinite:
+        X, y = ds.test(None)
+        if len(X) <= n:
+            return X, y
+    return ds.test(n, seed=seed)
+
+
 def analyze_run(run_dir: str | Path, n_probe: int = 4096, figures: bool = True, force: bool = False) -> Path:
     """Measure every completed round of the run in ``run_dir``; return the analysis folder."""
     run = Path(run_dir)
@@ -160,7 +169,7 @@ def analyze_run(run_dir: str | Path, n_probe: int = 4096, figures: bool = True, 
     cfg = load_run_config(run)
     device = resolve_device(cfg.device)
     ds = make_dataset(cfg.data)
-    X, y = ds.test(n_probe, seed=derive_seed(cfg.seed, "analysis-probe"))
+    X, y = probe_set(ds, n_probe, derive_seed(cfg.seed, "analysis-probe"))
     order = y.argsort(stable=True)  # classes in contiguous blocks: the per-class moments need no gather
     X, y = X[order].to(device), y[order].to(device)
     states = [load_round_file(run, s, "final.safetensors") for s in done]
@@ -177,8 +186,8 @@ def analyze_run(run_dir: str | Path, n_probe: int = 4096, figures: bool = True, 
             label = f"{ds.name}{' (Gaussian clone)' if cfg.data.gaussian_clone else ''}, seed {cfg.seed}"
             plots.emergence([(f"round {r}", df) for r, df in snaps.groupby("round")], out / "emergence.png",
                             ds.input_dim, title=f"first-layer IPR over training: {label}")
-    write_json(out / "analysis.json", {**stamp, "input_shape": list(ds.input_shape), "torus": ds.torus,
-                                       "provenance": provenance(device)})
+    write_json(out / "analysis.json", {**stamp, "probe_size": len(X), "input_shape": list(ds.input_shape),
+                                       "torus": ds.torus, "provenance": provenance(device)})
     return out
 
 
