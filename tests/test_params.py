@@ -168,3 +168,21 @@ def test_a_params_model_must_refuse_unknown_keys(registries):
         data.register_dataset("loose", params=Loose)
     assert "loose" not in pruning.RULES and "loose" not in data.DATASETS
     assert RunConfig().prune.params is None and RunConfig().data.params is None
+
+
+def test_a_sweep_axis_sets_one_plugin_parameter(tmp_path, plugin, monkeypatch):
+    """The points run in spawned workers, which get the plug-in from TICKETSCOPE_PLUGINS: the config, with the
+    plug-in's params model, crosses to them as its JSON form."""
+    from ticketscope.experiments.sweep import load_sweep, run_sweep
+
+    monkeypatch.setenv("TICKETSCOPE_PLUGINS", str(plugin))
+    base = merge(TINY, {"prune": {"method": "jittered", "rounds": 1}})
+    sweep = load_sweep({"name": "temp", "base": base, "grid": {"prune.params.temperature": [0.5, 2.0]}})
+    points = sweep.points()
+    assert [p.config.prune.params.temperature for p in points] == [0.5, 2.0] and points[0].digest != points[1].digest
+    df = run_sweep(sweep, tmp_path / "s", workers=1, progress=False)
+    assert df["status"].tolist() == ["ok", "ok"] and df["prune.params.temperature"].tolist() == [0.5, 2.0]
+    typo = load_sweep({"name": "typo", "base": base, "grid": {"prune.params.temprature": [1.0]}}).points()
+    assert typo[0].config is None and "prune.params.temprature: Extra inputs are not permitted" in typo[0].error
+    with pytest.raises(TicketscopeError, match=r"axis 'prune.params.' is not a config field"):
+        load_sweep({"name": "bad", "base": base, "grid": {"prune.params.": [1.0]}})

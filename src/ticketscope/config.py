@@ -25,6 +25,16 @@ class _Strict(BaseModel):
         """Hash of the JSON form: a section's ``params`` may hold a plug-in's model that is not hashable."""
         return hash(self.model_dump_json())
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled as its JSON form and validated again where it is loaded (a sweep worker, a Ray task):
+        a plug-in's params model, defined in a file that is no importable module, is rebuilt there from
+        the plug-ins that process loads ($TICKETSCOPE_PLUGINS)."""
+        return (_validated, (type(self), self.model_dump(mode="json")))
+
+
+def _validated(cls: type[BaseModel], fields: dict[str, Any]) -> BaseModel:
+    return cls.model_validate(fields)
+
 
 class Params(_Strict):
     """Base of a plug-in rule's or data set's own parameters (``register(..., params=Model)``): like the

@@ -13,7 +13,9 @@ Sweep file (YAML)::
     zip:                        # optional: groups of axes whose values advance together
       - {train.lr: [0.1, 0.01], train.steps: [500, 2000]}
 
-The points are the product of the grid axes and the zip groups (each group is one factor).
+The points are the product of the grid axes and the zip groups (each group is one factor). An axis
+may also set one parameter of a plug-in rule or data set (``prune.params.NAME``, ``data.params.NAME``):
+each point's config checks it against the rule's or data set's model, so a bad one fails its points.
 Sweep directory::
 
     sweep.yaml        the sweep as run
@@ -128,9 +130,14 @@ def _config_paths(model: type[BaseModel] = RunConfig, prefix: str = "") -> list[
     return paths
 
 
+PARAM_AXES = ("data.params.", "prune.params.")
+"""Axes below these set one parameter of a plug-in data set or rule (checked against its model per point)."""
+
+
 def _check_axis(axis: Any, values: Any) -> None:
     paths = _config_paths()
-    if axis not in paths:
+    param = isinstance(axis, str) and axis.startswith(PARAM_AXES) and len(axis.split(".")) == 3 and axis[-1] != "."
+    if axis not in paths and not param:
         close = difflib.get_close_matches(str(axis), paths, n=1)
         hint = f"; did you mean {close[0]}?" if close else ""
         raise TicketscopeError(f"axis {axis!r} is not a config field{hint} (`ticketscope config` lists them)")
