@@ -202,3 +202,9 @@ def test_report_on_a_sweep_that_varies_the_input_shape(tmp_path):
     table = pd.read_parquet(html.parent / "table.parquet")
     assert sorted(table.groupby(["data.L", "data.dim"]).size().index.tolist()) == [(6, 1), (6, 2), (8, 1), (8, 2)]
     assert (html.parent / "rf_grid.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("seeds, text", [([8, 0, 1, 2, 5, 7], "0-2, 5, 7-8"), ([], "none"), ([3], "3"),
+                                         (list(range(64)), "0-63"), ([1, 3], "1, 3")])
+def test_seed_ranges_name_every_seed_once(seeds, text):
+    assert report.seed_ranges(seeds) == text

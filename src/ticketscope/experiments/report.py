@@ -375,6 +375,14 @@ def _p(x: float) -> str:
     return "n/a" if math.isnan(x) else ("<1e-4" if x < 1e-4 else f"{x:.2g}")
 
 
+def seed_ranges(seeds: list[int]) -> str:
+    """Seeds as runs of consecutive integers: [0, 1, 2, 5, 7, 8] -> "0-2, 5, 7-8"; "none" for none."""
+    s = sorted(seeds)
+    starts = [x for i, x in enumerate(s) if i == 0 or s[i - 1] != x - 1]
+    ends = [x for i, x in enumerate(s) if i == len(s) - 1 or s[i + 1] != x + 1]
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in zip(starts, ends)) or "none"
+
+
 def _markdown(rows: list[Claim], figs: dict[str, Path], header: str, notes: str) -> str:
     cell = lambda text: text.replace("|", "\\|")  # noqa: E731  (|kappa-3| inside a table cell)
     lines = ["# ticketscope claims report", "", header, "", RULE, "",
@@ -385,7 +393,7 @@ def _markdown(rows: list[Claim], figs: dict[str, Path], header: str, notes: str)
         lines.append(
             f"| {i} | {cell(c.claim)} | {c.context or '—'} | {_fmt(c.effect)} [{_fmt(c.ci_lo)}, {_fmt(c.ci_hi)}] "
             f"({'+' if c.direction > 0 else '−'}, {c.delta:g}) | {_fmt(c.mean_a)} / {_fmt(c.mean_b)} | {_p(c.p_adj)} "
-            f"| {c.seeds} ({c.n_a}, {c.n_b}) | **{c.verdict}**{needed} |")
+            f"| {seed_ranges(c.seeds)} ({c.n_a}, {c.n_b}) | **{c.verdict}**{needed} |")
     lines += ["", "## What each claim measures, and the control that rules out a trivial yes", ""]
     specs = [*{r.claim: spec for r in rows for spec in (*CLAIMS, TREND, EMERGENCE) if spec.claim == r.claim}.values()]
     for i, spec in enumerate(specs, 1):
@@ -449,7 +457,7 @@ def build_report(sweep_dir: str | Path, n_probe: int = 4096, notes: str = "") ->
     rows = claims(table, axes)
     write_json(out / "claims.json", [asdict(c) for c in rows])
     seeds = sorted(table["seed"].unique().tolist())
-    header = f"{table['run'].nunique()} runs, seeds {seeds}; varying fields: {', '.join(axes) or 'none'}"
+    header = f"{table['run'].nunique()} runs, seeds {seed_ranges(seeds)}; varying fields: {', '.join(axes) or 'none'}"
     md_text = _markdown(rows, figs, header, notes)
     atomic_write_text(out / "report.md", md_text + "\n")
     atomic_write_text(out / "report.html", _html(md_text, figs))
