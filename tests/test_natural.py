@@ -98,3 +98,15 @@ def test_cut_patches() -> None:
     img = np.arange(30, dtype=np.float32).reshape(5, 6)
     out = cut_patches(img, np.array([0, 3]), np.array([4, 1]), 2)
     np.testing.assert_array_equal(out, [[[4, 5], [10, 11]], [[19, 20], [25, 26]]])
+
+
+def test_the_analysis_probe_draws_as_many_patches_as_asked():
+    """Patches can be drawn in any number (no fixed held-out split), so the probe set is never cut to n_test."""
+    from ticketscope.analysis import probe_set
+    from ticketscope.config import DataConfig
+    from ticketscope.data import make_dataset
+
+    ds = make_dataset(DataConfig(name="natural", L=8, n_test=100))
+    assert ds.test_size is None
+    X, y = probe_set(ds, 300, seed=5)
+    assert X.shape == (300, 64) and torch.equal(X, ds.test(300, seed=5)[0])

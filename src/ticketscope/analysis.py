@@ -138,12 +138,9 @@ def _stamp_matches(stored: dict[str, Any], stamp: dict[str, Any]) -> bool:
 
 
 def probe_set(ds: Dataset, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """n seeded held-out items, or the whole held-out split of a finite data set with n or fewer."""
-    if not ds.infinite:
-        X, y = ds.test(None)
-        if len(X) <= n:
-            return X, y
-    return ds.test(n, seed=seed)
+    """n seeded held-out items, or all of a fixed held-out split that holds fewer (``Dataset.test_size``)."""
+    size = ds.test_size
+    return ds.test(n if size is None else min(n, size), seed=seed)
 
 
 def analyze_run(run_dir: str | Path, n_probe: int = 4096, figures: bool = True, force: bool = False) -> Path:

@@ -26,6 +26,11 @@ class Dataset(ABC):
     infinite: bool = False
 
     @property
+    def test_size(self) -> int | None:
+        """Items in a fixed held-out split (``test(n)`` needs n <= this); None: any number can be drawn."""
+        return None
+
+    @property
     def input_dim(self) -> int:
         return prod(self.input_shape)
 

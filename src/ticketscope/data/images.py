@@ -128,10 +128,17 @@ class FileImages(Dataset):
         """Hook: raw images -> the pixel array whose entries become features."""
         return images
 
-    def _take(self, split: Split, n: int | None, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    @property
+    def test_size(self) -> int:
+        return len(self._split("test")[1])
+
+    def _split(self, split: Split) -> tuple[np.ndarray, np.ndarray]:
         if split not in self._cache:
             self._cache[split] = self._read(split)
-        images, labels = self._cache[split]
+        return self._cache[split]
+
+    def _take(self, split: Split, n: int | None, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        images, labels = self._split(split)
         idx = subset_indices(len(labels), n, generator(self.name, split, seed), f"{self.name} {split}")
         x = to_features(self._pixels(images[idx]), self.standardize)
         return torch.from_numpy(x), torch.from_numpy(labels[idx].astype(np.int64))

@@ -94,6 +94,10 @@ class TensorFile(Dataset):
     def test(self, n: int | None = None, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         return self._take("test", n, seed)
 
+    @property
+    def test_size(self) -> int:
+        return len(self._splits["test"][1])
+
     def _take(self, split: Split, n: int | None, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
         X, y = self._splits[split]
         idx = subset_indices(len(y), n, generator("tensors", split, seed), f"{self.path.name} {split}")
