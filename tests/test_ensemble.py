@@ -182,6 +182,30 @@ def test_engine_bits_do_not_depend_on_the_ensemble(shape, threads):
         torch.set_num_threads(before)
 
 
+def test_members_reading_one_stream_share_its_draws(monkeypatch):
+    """Members with one data set object and one online seed (the pruning methods of one seed) draw
+    each chunk once between them, and still get exactly their bits alone."""
+    B, D, model = 32, 16, ModelConfig(hidden=(8,))
+    train = TrainConfig(steps=40, batch_size=B, lr=0.05, momentum=0.9)
+    ds = NLGPTask(L=D, dim=1, xis=(1.0, 3.0), gain=3.0)
+    members = []
+    for seed, stream_seed in ((0, 7), (1, 7), (2, 8), (3, 7)):  # members 0, 1, 3 read stream 7
+        m = _member(seed, D, B, model, train, online=True, clone=False)
+        m.batches = BatchSource(B, torch.device("cpu"), stream_seed, dataset=ds)
+        members.append(m)
+    alone = [train_ensemble([m], 0, 40).states[0] for m in members]
+    calls: list[tuple[int, int]] = []
+    sample = NLGPTask.sample
+    monkeypatch.setattr(NLGPTask, "sample", lambda self, n, seed=0, offset=0: (
+        calls.append((seed, offset)), sample(self, n, seed, offset))[1])
+    result = train_ensemble(members, 0, 40)
+    chunks = -(-40 // result.extra["chunk_steps"])
+    assert sorted(calls) == sorted({(s, o) for s, o in calls}) and len(calls) == 2 * chunks
+    for m, a, got in zip(members, alone, result.states):
+        assert all(torch.equal(v, got[k]) for k, v in a.items()), m.label
+    assert not torch.equal(result.states[0]["layers.0.weight"], result.states[1]["layers.0.weight"])
+
+
 @pytest.mark.parametrize("act,bias,bn,loss,hidden", [
     (a, b, n, l, h) for a, b, n, l, h in itertools.product(["relu", "tanh", "erf"], [True, False], [False, True],
                                                            ["ce", "mse"], [(12,), (12, 7)])

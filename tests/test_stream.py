@@ -165,6 +165,24 @@ def test_batch_and_read_ahead_limits_do_not_change_the_bits(case: str, monkeypat
         assert torch.equal(make(case, 2).sample(n, seed=9, offset=offset)[0], X)
 
 
+def test_only_small_sequential_calls_read_ahead() -> None:
+    """Per-step calls compute blocks ahead; calls of READAHEAD_BELOW blocks or more (an ensemble's
+    chunk of steps, one call per run) compute exactly their blocks, so the many keys of an ensemble
+    do not evict each other's read-ahead from the shared cache."""
+    ds = make("nlgp-1d", 2)
+    computed: list[int] = []
+    noise = ds._stream.noise
+    ds._stream.noise = lambda key, b, out: (computed.append(b), noise(key, b, out))
+    big = stream_mod.READAHEAD_BELOW * BLOCK
+    for i in range(4):
+        ds.sample(big, seed=3, offset=i * big)
+    assert computed == list(range(4 * stream_mod.READAHEAD_BELOW))
+    computed.clear()
+    for i in range(8):
+        ds.sample(BLOCK // 2, seed=4, offset=i * BLOCK // 2)
+    assert len(computed) > 4 and computed == list(range(len(computed)))
+
+
 def test_rare_class_rows_are_padded_to_stable_gemms() -> None:
     """A class with 2% of the items has a handful of rows per block: its GEMM gets MIN_ROWS rows, so
     a block computed alone (few rows) and inside a long call (many rows) agree bit for bit."""

@@ -43,7 +43,9 @@ run's bits may depend on the ensemble's size (not verified: no GPU was at hand).
 
 Mini-batches are gathered ``S`` steps at a time into one padded buffer ``(R, S, B*D)``: all fixed
 training sets of the ensemble live in one pooled tensor and every run's indices for ``S`` steps are
-gathered by one indexing operation; online runs draw ``S*B`` samples of their own stream per call.
+gathered by one indexing operation; online runs draw ``S*B`` samples of their own stream per call,
+and members reading the same stream (one data set object, one seed: e.g. the pruning methods of
+one seed) share that call, a pure function of seed and offset.
 A step then reads a view. ``S`` depends on the batch and input size only (:func:`chunk_steps`),
 so a run's sample calls are the same alone and in any ensemble.
 
@@ -340,7 +342,11 @@ class _Stream:
         self.y = torch.zeros(R, self.S, B, dtype=torch.long, device=device)
         self.views = [(self.X[:, i, :B * D].unflatten(1, (B, D)), self.y[:, i].unsqueeze(2)) for i in range(self.S)]
         self.fixed = [i for i, s in enumerate(sources) if s.dataset is None]
-        self.online = [i for i, s in enumerate(sources) if s.dataset is not None]
+        shared: dict[tuple[int, int], list[int]] = {}
+        for i, s in enumerate(sources):
+            if s.dataset is not None:
+                shared.setdefault((id(s.dataset), s.seed), []).append(i)
+        self.online = list(shared.values())  # members drawing the same stream: drawn once per chunk
         if self.fixed:
             self.pool_X, self.pool_y, self.base = _pool([sources[i] for i in self.fixed], device)
             self.fixed_rows = torch.tensor(self.fixed, device=device)
@@ -361,10 +367,11 @@ class _Stream:
                 else:
                     self.X[self.fixed_rows, :n, :BD] = X
                     self.y[self.fixed_rows, :n] = y
-        for i in self.online:
-            X, y = self.sources[i].online(s0, s1)
-            self.X[i, :n, :BD].copy_(X.view(n, BD))
-            self.y[i, :n].copy_(y.view(n, B))
+        for group in self.online:
+            X, y = self.sources[group[0]].online(s0, s1)
+            for i in group:
+                self.X[i, :n, :BD].copy_(X.view(n, BD))
+                self.y[i, :n].copy_(y.view(n, B))
 
 
 def _pool(sources: list[BatchSource], device: torch.device) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
