@@ -27,7 +27,9 @@ def _commit() -> str | None:
     return head.stdout.strip() + ("+dirty" if dirty else "")
 
 
+@lru_cache(maxsize=None)
 def _version(package: str) -> str | None:
+    """The installed version (read once per process: parsing package metadata costs ~2 ms a call)."""
     try:
         return metadata.version(package)
     except metadata.PackageNotFoundError:
