@@ -1,11 +1,13 @@
-"""Ensemble training: the demo's 40 runs as one ensemble vs one at a time, and the engine vs bare GEMMs.
+"""Ensemble training: the demo's runs as one ensemble vs one at a time, and the engine vs bare GEMMs.
 
-(a) The demo preset's 40 runs (its base config x grid: data vs Gaussian clone, four pruning
-    methods, five seeds), with a shorter budget for both arms (``--steps``, ``--rounds``), trained
-    by ``run_ensemble`` as one ensemble and one run at a time (``run_ensemble`` on each run alone,
-    i.e. the same code). Prints the training wall time (sum of the runs' ``train_time_s``: the
-    training steps with their mini-batches; evaluation, pruning and checkpoints excluded) and the
-    wall time of the whole call, for each arm. Target: training >= 5x faster as one ensemble.
+(a) The demo preset's runs (its base config x grid: data vs Gaussian clone, three pruning
+    methods, 64 seeds: 384 runs), with a shorter budget for both arms (``--steps``, ``--rounds``),
+    trained by ``run_ensemble`` as one ensemble and one run at a time (``run_ensemble`` on each run
+    alone, i.e. the same code and the same sample stream). Prints the training wall time (sum of
+    the runs' ``train_time_s``: the training steps with their mini-batches; evaluation, pruning and
+    checkpoints excluded) and the wall time of the whole call, for each arm. In the ensemble the
+    three methods of one seed and data set read one online stream, drawn once for the three.
+    Target: training >= 5x faster as one ensemble.
 (b) Training cost per run-step inside an ensemble of R runs with the demo's network (64-32-2,
     batch 128, SGD with momentum, masks) on a fixed in-memory training set, against the floor:
     the same batched matmuls written bare (contiguous ``torch.bmm`` forward, backward, SGD
