@@ -8,7 +8,10 @@ and 3, gain 3) and each stream version, in one process, per training step of ``-
 - per-step: ``sample(batch, seed, offset=step * batch)`` once per step, the way an online trainer
             that draws each step's batch on its own calls it (the stream reads ahead);
 - bulk:     ``sample(steps * batch, seed)``, divided by steps: many steps' batches in one call
-            (what the trainer does now).
+            (what the trainer does now);
+- transform: version 2 only, the stream's work after its white noise (scaling, inverse FFT, the 2D
+            second-axis product, the erf) on noise drawn beforehand: what a stream with free noise
+            would still cost, so ``bulk`` can be no lower than about 1 + this.
 
 The machine may be shared: every measurement is repeated ``--repeats`` times, interleaved with the
 others, and the minimum is kept; with one thread the clock is the process's CPU time (time spent
@@ -44,12 +47,16 @@ def measure(kw: dict, stream: int, batch: int, steps: int, repeats: int) -> dict
     import torch
 
     from ticketscope.data import NLGPTask
+    from ticketscope.data.stream import BLOCK
 
     task = NLGPTask(**kw, stream=stream)
     n, D = steps * batch, task.input_dim
     task.sample(batch, seed=10**9)  # build the samplers outside the timing
     seeds = iter(range(10**6))
-    best = {"randn": float("inf"), "per-step": float("inf"), "bulk": float("inf")}
+    best = {"randn": float("inf"), "per-step": float("inf"), "bulk": float("inf"), "transform": float("inf")}
+    blocks = -(-n // BLOCK)
+    noise = torch.randn(blocks * BLOCK, *task._stream.noise_shape)
+    labels, out = task.labels(blocks * BLOCK), torch.empty(blocks * BLOCK, D)
 
     def randn() -> None:
         for _ in range(steps):
@@ -64,6 +71,9 @@ def measure(kw: dict, stream: int, batch: int, steps: int, repeats: int) -> dict
         best["randn"] = min(best["randn"], timed(randn) / steps)
         best["per-step"] = min(best["per-step"], timed(per_step) / steps)
         best["bulk"] = min(best["bulk"], timed(lambda: task.sample(n, seed=next(seeds))) / steps)
+        if stream == 2:
+            w = noise.clone()
+            best["transform"] = min(best["transform"], timed(lambda: task._stream.transform(w, labels, out)) / steps)
     return best
 
 
@@ -86,12 +96,14 @@ def main() -> None:
     print(f"batch {args.batch}, {args.threads} torch thread(s), best of {args.repeats}, "
           f"{'CPU' if CLOCK is time.process_time else 'wall'} time; microseconds per step, and in units of "
           "torch.randn for the same count")
-    print(f"{'scale':<17} {'stream':>6} {'randn':>7} {'per-step':>16} {'bulk':>16}")
+    print(f"{'scale':<17} {'stream':>6} {'randn':>7} {'per-step':>16} {'bulk':>16} {'transform':>16}")
     for (name, kw), steps in zip(SCALES.items(), args.steps, strict=True):
         for stream in args.versions:
             r = measure(kw, stream, args.batch, steps, args.repeats)
-            cells = [f"{r[k] * 1e6:7.0f} ({r[k] / r['randn']:4.2f}x)" for k in ("per-step", "bulk")]
-            print(f"{name:<17} {stream:>6} {r['randn'] * 1e6:7.0f} {cells[0]:>16} {cells[1]:>16}", flush=True)
+            cells = [f"{r[k] * 1e6:7.0f} ({r[k] / r['randn']:4.2f}x)" if r[k] < float("inf") else "-"
+                     for k in ("per-step", "bulk", "transform")]
+            print(f"{name:<17} {stream:>6} {r['randn'] * 1e6:7.0f} {cells[0]:>16} {cells[1]:>16} {cells[2]:>16}",
+                  flush=True)
 
 
 if __name__ == "__main__":
