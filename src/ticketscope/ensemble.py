@@ -367,11 +367,13 @@ class _Stream:
                 else:
                     self.X[self.fixed_rows, :n, :BD] = X
                     self.y[self.fixed_rows, :n] = y
-        for group in self.online:
-            X, y = self.sources[group[0]].online(s0, s1)
-            for i in group:
-                self.X[i, :n, :BD].copy_(X.view(n, BD))
-                self.y[i, :n].copy_(y.view(n, B))
+        for first, *rest in self.online:
+            X, y = self.sources[first].online(s0, s1)
+            self.X[first, :n, :BD].copy_(X.view(n, BD))  # one host-to-device copy per stream
+            self.y[first, :n].copy_(y.view(n, B))
+            for i in rest:
+                self.X[i, :n, :BD].copy_(self.X[first, :n, :BD])
+                self.y[i, :n].copy_(self.y[first, :n])
 
 
 def _pool(sources: list[BatchSource], device: torch.device) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
