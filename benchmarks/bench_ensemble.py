@@ -13,6 +13,11 @@
     the same batched matmuls written bare (contiguous ``torch.bmm`` forward, backward, SGD
     momentum update, one mask multiply) in the same process. Target: within 3x.
 
+(c) The online sampler's cost per step (batch 128, stream version 2, many steps per call as the
+    ensemble draws them) against ``torch.randn`` of the same number of float32 normals, at the demo's
+    and at the paper's scale: ``bench_stream.py``'s measurement (which also prints per-step calls,
+    version 1, and the work after the noise). Target: within 2x.
+
 The machine may be shared: every number is the minimum over ``--repeat`` repetitions, all taken
 in one process on the same machine.
 
@@ -26,6 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import bench_stream
 import torch
 
 from ticketscope.config import ModelConfig, RunConfig, TrainConfig
@@ -172,6 +178,13 @@ def main() -> None:
         bare = min(bare_step_seconds(R, args.engine_steps) for _ in range(args.repeat))
         print(f"  {R:>4} {eng / R * 1e6:>19.1f} {bare / R * 1e6:>21.1f} {eng / bare:>6.2f}")
     print("  (target: engine within 3x of the bare floor)")
+
+    print("\n(c) online sampler per step (batch 128, many steps per call) vs torch.randn of the same count")
+    for (name, kw), steps in zip(bench_stream.SCALES.items(), (256, 32), strict=True):
+        r = bench_stream.measure(kw, 2, 128, steps, args.repeat)
+        print(f"  {name:<16} sampler {r['bulk'] * 1e6:6.0f} us  randn {r['randn'] * 1e6:6.0f} us  "
+              f"ratio {r['bulk'] / r['randn']:.2f}  (work after the noise alone: {r['transform'] / r['randn']:.2f})")
+    print("  (target: within 2x)")
 
 
 if __name__ == "__main__":
