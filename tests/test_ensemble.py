@@ -324,3 +324,6 @@ def test_plan_ensembles_groups_by_key_and_caps_size():
     per_run = run_memory_bytes(cfgs[0])
     assert 0 < per_run < 2**24
     assert plan_ensembles(cfgs[:8], max_bytes=2 * per_run + 1) == [[0, 1], [2, 3], [4, 5], [6, 7]]
+    # a grid of methods x seeds: the runs of one seed (one stream) are cut into one ensemble
+    grid = [_cfg(2, seed=seed, prune={"method": m}) for m in ("imp", "oneshot", "random") for seed in (0, 1)]
+    assert plan_ensembles(grid, max_runs=3) == [[0, 2, 4], [1, 3, 5]]

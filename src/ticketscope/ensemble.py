@@ -156,12 +156,16 @@ def plan_ensembles(configs: list[RunConfig], max_runs: int | None = None,
                    max_bytes: int | None = 2 * 2**30) -> list[list[int]]:
     """Indices of ``configs`` grouped into ensembles: equal :func:`ensemble_key` (device included), in
     order of first appearance, each cut to at most ``max_runs`` runs and about ``max_bytes`` of
-    memory (:func:`run_memory_bytes`). For schedulers: each group is one ``run_ensemble`` call."""
-    groups: dict[str, list[int]] = {}
+    memory (:func:`run_memory_bytes`). For schedulers: each group is one ``run_ensemble`` call.
+    Before the cut, runs that read one sample stream (equal data config and seed, e.g. the pruning
+    methods of one seed) are put side by side, so that they land in one ensemble and draw it once."""
+    groups: dict[str, dict[tuple[str, int], list[int]]] = {}
     for i, cfg in enumerate(configs):
-        groups.setdefault(ensemble_key(cfg), []).append(i)
+        streams = groups.setdefault(ensemble_key(cfg), {})
+        streams.setdefault((cfg.data.model_dump_json(), cfg.seed), []).append(i)
     out = []
-    for members in groups.values():
+    for streams in groups.values():
+        members = [i for same in streams.values() for i in same]
         cap = len(members) if max_runs is None else max(1, max_runs)
         if max_bytes is not None:
             cap = min(cap, max(1, max_bytes // max(1, max(run_memory_bytes(configs[i]) for i in members))))
