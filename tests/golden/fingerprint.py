@@ -1,0 +1,102 @@
+"""What a small sweep writes, reduced to digests: the guard that a refactor changes no number.
+
+``python tests/golden/fingerprint.py OUT`` runs :data:`SWEEP` (NLGP and its clone, every built-in
+rule, two seeds, weight snapshots) through the command line into ``OUT``, reports it, and prints
+the JSON digest of every file a user keeps: run directory names (config digests), every checkpoint's
+bytes, every table's values and every JSON file, less the fields that hold wall times or
+provenance (they differ between any two runs). ``golden.json`` beside this file holds the digests
+that main printed before the redesign, with the machine they were taken on; ``test_golden.py``
+compares.
+
+It talks to ticketscope only through its command line and the files on disk, so the same script
+runs on old and new code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+SWEEP = """\
+name: golden
+base:
+  data: {name: nlgp, dim: 1, L: 10, n_train: 512, n_test: 128, xis: [1.0, 3.0], gain: 3.0}
+  model: {hidden: [8]}
+  train: {steps: 48, batch_size: 32, n_eval_train: 128, eval_every: 24, snapshots: 2}
+  prune: {rounds: 2, fraction: 0.3, n_probe: 64}
+grid:
+  data.gaussian_clone: [false, true]
+  prune.method: [imp, oneshot, random, cavity]
+  seed: [0, 1]
+"""
+
+TIMING = {"train_time_s", "wall_s", "train_s", "analysis_s", "provenance", "hook_time_s"}
+
+
+def _strip(obj: Any) -> Any:
+    """A JSON value without its timing and provenance fields (recursively)."""
+    if isinstance(obj, dict):
+        return {k: _strip(v) for k, v in obj.items() if k not in TIMING}
+    if isinstance(obj, list):
+        return [_strip(v) for v in obj]
+    return obj
+
+
+def _table(path: Path) -> str:
+    df = pd.read_parquet(path)
+    df = df[[c for c in df.columns if c not in TIMING]]
+    cells = pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes()
+    return hashlib.sha256(json.dumps(list(map(str, df.columns))).encode() + cells).hexdigest()
+
+
+def digest_tree(root: Path) -> dict[str, str]:
+    """Relative path -> digest of every result file under ``root`` (figures and locks left out)."""
+    out = {}
+    for p in sorted(root.rglob("*")):
+        rel = p.relative_to(root).as_posix()
+        if not p.is_file() or p.name.startswith(".") or p.suffix in (".png", ".html", ".md", ".lock"):
+            continue
+        if p.suffix == ".parquet":
+            out[rel] = _table(p)
+        elif p.suffix == ".json":
+            text = json.dumps(_strip(json.loads(p.read_text())), sort_keys=True)
+            out[rel] = hashlib.sha256(text.encode()).hexdigest()
+        else:
+            out[rel] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+def machine() -> dict[str, Any]:
+    """What a bit-identity promise depends on: CPU model, torch build, thread count."""
+    import torch
+
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
+    return {"cpu": cpu, "machine": platform.machine(), "torch": torch.__version__, "threads": 1}
+
+
+def run(out: Path, src: Path | None = None) -> dict[str, Any]:
+    """Run the sweep and its report with the ticketscope under ``src`` (default: the installed one)."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "golden.yaml").write_text(SWEEP)
+    env = {**os.environ, "TICKETSCOPE_PLUGINS": ""}
+    if src is not None:
+        env["PYTHONPATH"] = str(src)
+    cli = [sys.executable, "-m", "ticketscope.cli"]
+    sweep_dir = out / "sweep"
+    subprocess.run([*cli, "sweep", str(out / "golden.yaml"), "--out", str(sweep_dir), "--workers", "1",
+                    "--threads", "1", "--quiet"], check=True, env=env, capture_output=True)
+    subprocess.run([*cli, "report", str(sweep_dir)], check=True, env=env, capture_output=True)
+    return {"machine": machine(), "files": digest_tree(sweep_dir)}
+
+
+if __name__ == "__main__":
+    print(json.dumps(run(Path(sys.argv[1])), indent=1, sort_keys=True))
