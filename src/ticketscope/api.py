@@ -9,6 +9,8 @@
 
     sweep = ticketscope.open_sweep("sweeps/demo")
     sweep.summary, sweep.runs, sweep.table()          # one row per point, Run objects, joined table
+
+Both read through the run store (:class:`ticketscope.runs.RunDir`).
 """
 
 from __future__ import annotations
@@ -21,12 +23,11 @@ from typing import Any
 import pandas as pd
 import torch
 
-from .config import RunConfig, load_run_config
+from .config import RunConfig
 from .data import Dataset, make_dataset
 from .errors import TicketscopeError
-from .io import read_json
 from .models import FCN
-from .runs import completed_rounds, load_round_file, summary_table
+from .runs import RunDir, complete_runs
 
 ANALYSIS_TABLES = ("units", "rounds", "cavity")
 
@@ -37,27 +38,31 @@ class Run:
 
     path: Path
 
+    @property
+    def store(self) -> RunDir:
+        return RunDir(self.path)
+
     @cached_property
     def config(self) -> RunConfig:
-        return load_run_config(self.path)
+        return self.store.config()
 
     @cached_property
     def complete(self) -> bool:
-        return (self.path / "run.json").exists()
+        return self.store.is_complete()
 
     @cached_property
     def provenance(self) -> dict[str, Any]:
         """Code, libraries, device and threads that produced the run (empty for runs that predate it)."""
-        return read_json(self.path / "run.json").get("provenance", {}) if self.complete else {}
+        return self.store.info().get("provenance", {})
 
     @property
     def rounds(self) -> list[int]:
-        return [s["round"] for s in completed_rounds(self.path)]
+        return [s["round"] for s in self.store.rounds()]
 
     @property
     def summary(self) -> pd.DataFrame:
         """Per round: density (overall and per layer), losses, accuracies, training time."""
-        return summary_table(self.path, self.config)
+        return self.store.summary_table(self.config)
 
     def analysis(self, table: str = "rounds") -> pd.DataFrame:
         """An analysis table (``units``, ``rounds`` or ``cavity``); runs ``analyze`` first if it is missing or old."""
@@ -71,10 +76,10 @@ class Run:
         """The full model state (weights, biases, masks, norms) at the ``start`` or ``final`` of a round."""
         if which not in ("start", "final"):
             raise TicketscopeError(f"which must be 'start' or 'final', not {which!r}")
-        done = completed_rounds(self.path)
+        done = self.store.rounds()
         if not 0 <= round_ < len(done):
             raise TicketscopeError(f"{self.path} has rounds 0..{len(done) - 1}; round {round_} is not complete")
-        return load_round_file(self.path, done[round_], f"{which}.safetensors")
+        return self.store.load(done[round_], f"{which}.safetensors")
 
     def weights(self, round_: int, which: str = "final") -> dict[str, torch.Tensor]:
         """Layer name -> weight (K, D) at the round, pruned entries exactly 0."""
@@ -99,15 +104,12 @@ class Run:
 
 def open_run(path: str | Path) -> Run:
     """A finished (or partial) run directory; one clear error if ``path`` is not one."""
-    path = Path(path)
-    if not (path / "config.yaml").exists():
-        raise TicketscopeError(f"{path} is not a run directory (no config.yaml); give the --out of `ticketscope run`")
-    return Run(path)
+    return Run(RunDir(path).require().path)
 
 
 @dataclass(frozen=True)
-class Sweep:
-    """A sweep directory: its points, their runs and the joined tables of the report."""
+class SweepResults:
+    """A sweep directory, read only: its points, their runs and the joined tables of the report."""
 
     path: Path
 
@@ -119,7 +121,7 @@ class Sweep:
     @property
     def runs(self) -> list[Run]:
         """Every complete run, in directory order."""
-        return [Run(p) for p in sorted((self.path / "runs").glob("*")) if (p / "run.json").exists()]
+        return [Run(store.path) for store in complete_runs(self.path)]
 
     def table(self) -> pd.DataFrame:
         """The joined per-(run, round, layer) table of every complete run with its config fields."""
@@ -128,9 +130,9 @@ class Sweep:
         return collect(self.path)[0]
 
 
-def open_sweep(path: str | Path) -> Sweep:
+def open_sweep(path: str | Path) -> SweepResults:
     """A sweep directory (written by ``ticketscope sweep``); one clear error if ``path`` is not one."""
     path = Path(path)
     if not (path / "summary.parquet").exists():
         raise TicketscopeError(f"{path} is not a finished sweep directory (no summary.parquet); run `ticketscope sweep`")
-    return Sweep(path)
+    return SweepResults(path)

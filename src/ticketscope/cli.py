@@ -104,19 +104,17 @@ def run(config: Path = typer.Argument(..., help="run config (YAML)"),
 def show(run_dir: Path = typer.Argument(..., help="run directory"),
          as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table")) -> None:
     """Per-round summary of a run: density per layer, train and test accuracy and loss."""
-    from .runs import summary_table
+    from .runs import RunDir
 
-    if not (run_dir / "config.yaml").exists():
-        raise TicketscopeError(f"{run_dir} is not a run directory (no config.yaml)")
-    table = summary_table(run_dir)
+    store = RunDir(run_dir).require()
+    table = store.summary_table()
     if as_json:
         typer.echo(json.dumps(table.to_dict(orient="records"), indent=2))
         return
     from rich.console import Console
     from rich.table import Table
 
-    run_json = run_dir / "run.json"
-    made_by = json.loads(run_json.read_text()).get("provenance") if run_json.exists() else None
+    made_by = store.info().get("provenance")
     t = Table(title=str(run_dir), caption=", ".join(f"{k} {v}" for k, v in made_by.items()) if made_by else None)
     for col in table.columns:
         t.add_column(col)

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from pydantic_core import PydanticCustomError
 
 from .errors import TicketscopeError
+from .registry import DATASETS, RULES
 
 
 class _Strict(BaseModel):
@@ -49,13 +50,6 @@ def _own_params(value: Any, model: type[BaseModel] | None, owner: str) -> BaseMo
             return None
         raise PydanticCustomError("no_params", "{owner} takes no parameters", {"owner": owner})
     return model.model_validate({} if value is None else value)  # errors are located under params
-
-
-def _registered(name: str, registry: dict[str, Any], what: str) -> str:
-    """``name`` if ``registry`` holds it, else a ValueError listing the registered names."""
-    if name not in registry:
-        raise ValueError(f"no {what} named {name!r}; the registered {what}s are {', '.join(sorted(registry))}")
-    return name
 
 
 class DataConfig(_Strict):
@@ -108,17 +102,13 @@ class DataConfig(_Strict):
     @field_validator("name")
     @classmethod
     def _registered(cls, v: str) -> str:
-        from .data import DATASETS  # the registry, filled by ticketscope.data and by users' @register_dataset
-
-        return _registered(v, DATASETS, "data set")
+        return DATASETS.require(v)
 
     @field_validator("params")
     @classmethod
     def _params(cls, v: Any, info: ValidationInfo) -> BaseModel | None:
-        from .data import DATASET_PARAMS
-
         name = info.data.get("name")  # absent when the name was refused
-        return v if name is None else _own_params(v, DATASET_PARAMS.get(name), f"data set {name!r}")
+        return v if name is None else _own_params(v, DATASETS.params_model(name), f"data set {name!r}")
 
     @field_validator("xis")
     @classmethod
@@ -205,17 +195,13 @@ class PruneConfig(_Strict):
     @field_validator("method")
     @classmethod
     def _registered(cls, v: str) -> str:
-        from .pruning import RULES  # the registry, filled by ticketscope.pruning and by users' @register
-
-        return _registered(v, RULES, "pruning rule")
+        return RULES.require(v)
 
     @field_validator("params")
     @classmethod
     def _params(cls, v: Any, info: ValidationInfo) -> BaseModel | None:
-        from .pruning import RULE_PARAMS
-
         method = info.data.get("method")  # absent when the method was refused
-        return v if method is None else _own_params(v, RULE_PARAMS.get(method), f"rule {method!r}")
+        return v if method is None else _own_params(v, RULES.params_model(method), f"rule {method!r}")
 
     method: str = Field(
         "imp", description="a registered pruning rule (ticketscope.pruning.RULES): imp: iterative magnitude; "

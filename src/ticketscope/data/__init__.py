@@ -12,10 +12,13 @@ as ``cfg.params``. The synthetic ones draw from versioned block streams (:mod:`.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import lru_cache
+from math import prod
 from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 
+from .. import registry
 from ..plugins import check_params_model, load_plugins
 from .base import Dataset
 from .nlgp import NLGPTask
@@ -23,32 +26,61 @@ from .nlgp import NLGPTask
 if TYPE_CHECKING:
     from ..config import DataConfig
 
-__all__ = ["DATASETS", "DATASET_PARAMS", "Dataset", "NLGPTask", "make_dataset", "register_dataset"]
+__all__ = ["DATASETS", "DATASET_PARAMS", "Dataset", "NLGPTask", "Signature", "make_dataset", "register_dataset",
+           "signature"]
 
 Factory = Callable[["DataConfig"], Dataset]
-DATASETS: dict[str, Factory] = {}
-DATASET_PARAMS: dict[str, type[BaseModel] | None] = {}
+Signature = tuple[tuple[int, ...], int]
+"""(input_shape, num_classes): what the engine needs to know of a data set to stack its runs."""
+DATASETS: dict[str, Factory] = registry.DATASETS.objects
+DATASET_PARAMS: dict[str, type[BaseModel] | None] = registry.DATASETS.params
 """Each data set's params model (None: it takes no parameters; ``data.params`` must stay empty)."""
 _OWN_CLONE: set[str] = set()
+_SIGNATURES: dict[str, Callable[["DataConfig"], Signature]] = {}
 
 
-def register_dataset(name: str, makes_own_clone: bool = False,
-                     params: type[BaseModel] | None = None) -> Callable[[Factory], Factory]:
+def register_dataset(name: str, makes_own_clone: bool = False, params: type[BaseModel] | None = None,
+                     signature: Callable[["DataConfig"], Signature] | None = None) -> Callable[[Factory], Factory]:
     """Register ``factory(cfg) -> Dataset`` under ``name`` (then ``data: {name: NAME}`` selects it).
 
     ``params``: a pydantic model of the data set's own parameters (subclass
     :class:`ticketscope.config.Params`): ``data.params`` is validated against it, unknown keys refused,
-    and the factory gets the instance as ``cfg.params``.
+    and the factory gets the instance as ``cfg.params``. ``signature(cfg) -> (input_shape, num_classes)``
+    answers the shape without loading data (default: build the data set once and ask it).
     """
     check_params_model(f"data set {name!r}", params)
 
     def deco(factory: Factory) -> Factory:
-        DATASETS[name], DATASET_PARAMS[name] = factory, params
+        registry.DATASETS.add(name, factory, params)
         if makes_own_clone:
             _OWN_CLONE.add(name)
+        if signature is not None:
+            _SIGNATURES[name] = signature
+        else:
+            _SIGNATURES.pop(name, None)
         return factory
 
     return deco
+
+
+@lru_cache(maxsize=256)
+def _built_signature(cfg: "DataConfig") -> Signature:
+    ds = make_dataset(cfg)
+    return tuple(ds.input_shape), ds.num_classes
+
+
+def signature(cfg: "DataConfig") -> Signature:
+    """(input_shape, num_classes) of the data set ``cfg`` names (a Gaussian clone has its source's): from
+    the data set's registered ``signature`` without loading data, else by building it once per config."""
+    if cfg.name in _SIGNATURES:
+        shape, classes = _SIGNATURES[cfg.name](cfg)
+        return tuple(int(v) for v in shape), int(classes)
+    return _built_signature(cfg)
+
+
+def input_dim(cfg: "DataConfig") -> int:
+    """Entries of one flattened input of the data set ``cfg`` names."""
+    return prod(signature(cfg)[0])
 
 
 def make_dataset(cfg: "DataConfig") -> Dataset:
@@ -62,35 +94,41 @@ def make_dataset(cfg: "DataConfig") -> Dataset:
     return GaussianClone(source, ridge=cfg.ridge, stream=cfg.stream)
 
 
-@register_dataset("nlgp", makes_own_clone=True)
+@register_dataset("nlgp", makes_own_clone=True, signature=lambda cfg: ((cfg.L,) * cfg.dim, len(cfg.xis)))
 def _nlgp(cfg: "DataConfig") -> Dataset:
     return NLGPTask(L=cfg.L, dim=cfg.dim, xis=cfg.xis, gain=cfg.gain, gaussian_clone=cfg.gaussian_clone,
                     torus=cfg.torus, ridge=cfg.ridge, stream=cfg.stream)
 
 
-@register_dataset("cifar10")
+@register_dataset("cifar10", signature=lambda cfg: ((32, 32) if cfg.grayscale else (3, 32, 32), 10))
 def _cifar10(cfg: "DataConfig") -> Dataset:
     from .images import Cifar10
 
     return Cifar10(cfg.data_dir, grayscale=cfg.grayscale, standardize=cfg.standardize)
 
 
-@register_dataset("mnist")
-@register_dataset("fashion-mnist")
+@register_dataset("mnist", signature=lambda cfg: ((28, 28), 10))
+@register_dataset("fashion-mnist", signature=lambda cfg: ((28, 28), 10))
 def _idx(cfg: "DataConfig") -> Dataset:
     from .images import IdxImages
 
     return IdxImages(cfg.name, cfg.data_dir, standardize=cfg.standardize)
 
 
-@register_dataset("natural")
+@register_dataset("natural", signature=lambda cfg: ((cfg.L, cfg.L), 10))
 def _natural(cfg: "DataConfig") -> Dataset:
     from .natural import NaturalPatches  # here, not at the top: it imports scikit-image (~0.4 s)
 
     return NaturalPatches(L=cfg.L, standardize=cfg.standardize)
 
 
-@register_dataset("tensors")
+def _tensors_signature(cfg: "DataConfig") -> Signature:
+    from .tensors import file_signature
+
+    return file_signature(cfg.path)
+
+
+@register_dataset("tensors", signature=_tensors_signature)
 def _tensors(cfg: "DataConfig") -> Dataset:
     from .tensors import TensorFile
 

@@ -25,21 +25,62 @@ from .images import subset_indices
 KEYS = ("X", "y", "X_test", "y_test", "input_shape")
 
 
-def read_arrays(path: Path) -> dict[str, np.ndarray]:
-    """The arrays of a .safetensors or .npz file (no pickle), or one error naming the file."""
+def read_arrays(path: Path, keys: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+    """The arrays (all, or those of ``keys`` present) of a .safetensors or .npz file (no pickle), or one
+    error naming the file."""
     if not path.is_file():
         raise TicketscopeError(f"data.path: no file {path}; give a .safetensors or .npz file with X and y")
     try:
         if path.suffix == ".npz":
             with np.load(path, allow_pickle=False) as f:
-                return {k: f[k] for k in f.files}
+                return {k: f[k] for k in f.files if keys is None or k in keys}
         if path.suffix == ".safetensors":
-            from safetensors.numpy import load_file
+            from safetensors import safe_open
 
-            return load_file(str(path))
+            with safe_open(str(path), "np") as f:
+                return {k: f.get_tensor(k) for k in f.keys() if keys is None or k in keys}
     except Exception as e:  # numpy and safetensors raise several types on bad bytes
         raise TicketscopeError(f"data.path: cannot read {path}: {e}") from None
     raise TicketscopeError(f"data.path: {path} must end in .safetensors or .npz")
+
+
+def _header_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """Each array's shape from the file's headers alone (no array data is read)."""
+    if path.suffix == ".npz":
+        import zipfile
+
+        shapes = {}
+        with zipfile.ZipFile(path) as z:
+            for member in z.namelist():
+                with z.open(member) as f:
+                    fmt = np.lib.format
+                    header = fmt.read_array_header_1_0 if fmt.read_magic(f) == (1, 0) else fmt.read_array_header_2_0
+                    shapes[member.removesuffix(".npy")] = header(f)[0]
+        return shapes
+    from safetensors import safe_open
+
+    with safe_open(str(path), "np") as f:
+        return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+
+
+def file_signature(path: str | Path | None) -> tuple[tuple[int, ...], int]:
+    """(input_shape, num_classes) of a tensors file, reading X's shape from its header and only the
+    small arrays (labels, input_shape); a file that cannot be read this way is read whole."""
+    if path is None:
+        raise TicketscopeError("data.name tensors needs data.path: a .safetensors or .npz file with X and y")
+    path = Path(path)
+    try:
+        shapes = _header_shapes(path)
+        small = {k: v for k, v in read_arrays(path, keys=("y", "y_test", "input_shape")).items()}
+        item = shapes["X"][1:]
+        shape = tuple(int(v) for v in small["input_shape"]) if "input_shape" in small else (item or (1,))
+        classes = int(max(small[k].max() for k in ("y", "y_test") if k in small)) + 1
+        if math.prod(shape) == math.prod(item):
+            return shape, classes
+    except Exception:  # noqa: BLE001  (anything unusual: let the full reader give its clear error)
+        pass
+    ds = TensorFile(path)
+    return ds.input_shape, ds.num_classes
 
 
 class TensorFile(Dataset):

@@ -1,17 +1,4 @@
-"""Pruning rules: one function each, from (weights, masks, context) to new masks.
-
-A rule scores every weight (higher = keep) and :func:`keep_top` keeps the ``ctx.targets``
-best-scoring *surviving* weights, per layer (``layerwise``) or across the prunable layers
-(``global``). Survivor counts follow the lottery-ticket schedule: after round r a layer of N
-prunable weights keeps ``round(N (1 - p)^r)`` (Frankle & Carbin 2019), so every method
-(IMP, one-shot, random, cavity) lands on the same per-layer density each round.
-
-Add a rule with ``@register("name")``; the engine looks it up by ``PruneConfig.method``. A rule with
-parameters of its own declares them as a pydantic model, ``@register("name", params=Model)``: a config's
-``prune.params`` is validated against it and the rule reads the instance as ``ctx.params``. Rules
-defined in files of your own reach the command line and every sweep worker through the environment
-variable ``TICKETSCOPE_PLUGINS`` (:mod:`ticketscope.plugins`), imported once when this module is.
-"""
+"""The rule contract: context, registry, survivor schedule, top-k selection and mask statistics."""
 
 from __future__ import annotations
 
@@ -21,8 +8,8 @@ from typing import Callable
 import torch
 from pydantic import BaseModel
 
-from .plugins import check_params_model, load_plugins
-from .seeding import generator
+from .. import registry
+from ..plugins import check_params_model
 
 Tensors = dict[str, torch.Tensor]
 
@@ -42,14 +29,14 @@ class PruneContext:
 
 
 Rule = Callable[[Tensors, Tensors, PruneContext], Tensors]
-RULES: dict[str, Rule] = {}
+RULES: dict[str, Rule] = registry.RULES.objects
 
 
 NEEDS = ("dense_weights", "probe")
 """What a rule may ask the engine for: the round-0 trained weights (``ctx.dense_weights``), or the
 probe inputs each pruned layer sees with their classes (``ctx.layer_inputs``, ``ctx.probe_labels``)."""
 RULE_NEEDS: dict[str, tuple[str, ...]] = {}
-RULE_PARAMS: dict[str, type[BaseModel] | None] = {}
+RULE_PARAMS: dict[str, type[BaseModel] | None] = registry.RULES.params
 """Each rule's params model (None: the rule takes no parameters; ``prune.params`` must stay empty)."""
 
 
@@ -67,7 +54,8 @@ def register(name: str, needs: tuple[str, ...] = (),
     check_params_model(f"rule {name!r}", params)
 
     def deco(rule: Rule) -> Rule:
-        RULES[name], RULE_NEEDS[name], RULE_PARAMS[name] = rule, tuple(needs), params
+        registry.RULES.add(name, rule, params)
+        RULE_NEEDS[name] = tuple(needs)
         return rule
 
     return deco
@@ -102,51 +90,6 @@ def keep_top(scores: Tensors, masks: Tensors, ctx: PruneContext) -> Tensors:
     return new
 
 
-@register("imp")
-def magnitude(weights: Tensors, masks: Tensors, ctx: PruneContext) -> Tensors:
-    """Iterative magnitude pruning: keep the largest |w| of the current trained weights."""
-    return keep_top({n: w.abs() for n, w in weights.items()}, masks, ctx)
-
-
-@register("oneshot", needs=("dense_weights",))
-def one_shot(weights: Tensors, masks: Tensors, ctx: PruneContext) -> Tensors:
-    """One-shot magnitude pruning: keep the largest |w| of the *dense* trained network."""
-    return keep_top({n: ctx.dense_weights[n].abs() for n in weights}, masks, ctx)
-
-
-@register("random")
-def uniform_random(weights: Tensors, masks: Tensors, ctx: PruneContext) -> Tensors:
-    """Uniform random pruning; the scores are fixed per run, so masks are nested over rounds."""
-    scores = {n: torch.rand(w.shape, generator=generator(ctx.seed, "random-prune", n)).to(w.device)
-              for n, w in weights.items()}
-    return keep_top(scores, masks, ctx)
-
-
-def _zscore(s: torch.Tensor, alive: torch.Tensor) -> torch.Tensor:
-    v = s[alive]
-    return (s - v.mean()) / v.std().clamp_min(1e-30) if v.numel() > 1 else torch.zeros_like(s)
-
-
-@register("cavity", needs=("probe",))
-def cavity(weights: Tensors, masks: Tensors, ctx: PruneContext) -> Tensors:
-    """Cavity pruning: remove the weights whose single removal most raises |kappa - 3|.
-
-    keep score = (1 - mix) z(|w|) - mix z(Delta_ng), z standardizing over a layer's survivors,
-    Delta_ng the per-class non-Gaussianity cavity score of
-    :func:`ticketscope.metrics.class_cavity_scores` (the change of the class-pooled |kappa - 3|)
-    on the probe inputs the layer sees.
-    """
-    from .metrics import class_cavity_scores
-
-    scores = {}
-    for n, w in weights.items():
-        alive = masks[n].bool()
-        ng = class_cavity_scores(w.double(), ctx.layer_inputs[n].double(), ctx.probe_labels)
-        ng = torch.nan_to_num(ng, nan=0.0).to(w.device)
-        scores[n] = (1 - ctx.cavity_mix) * _zscore(w.abs().double(), alive) - ctx.cavity_mix * _zscore(ng, alive)
-    return keep_top(scores, masks, ctx)
-
-
 def connected_fraction(mask: torch.Tensor) -> float:
     """Fraction of units (rows) with at least one surviving incoming connection."""
     return float((mask.sum(dim=1) > 0).double().mean())
@@ -155,5 +98,3 @@ def connected_fraction(mask: torch.Tensor) -> float:
 def densities(masks: Tensors) -> dict[str, float]:
     return {n: float(m.double().mean()) for n, m in masks.items()}
 
-
-load_plugins()  # users' rules (TICKETSCOPE_PLUGINS), here and in every sweep worker
