@@ -36,7 +36,7 @@ from pydantic import BaseModel
 
 from . import pruning
 from .config import DataConfig
-from .data import DATASETS, Dataset, make_dataset
+from .data import DATASETS, Dataset, make_dataset, signature
 from .pruning import RULE_NEEDS, RULES, PruneContext, survivor_targets
 
 Tensors = dict[str, torch.Tensor]
@@ -138,6 +138,8 @@ def check_dataset(source: DataSource, *, n: int = 32, seeds: tuple[int, int] = (
       ``item_ids`` where given, else no input bit for bit); for a synthetic set, train and test are
       independent draws and share no input.
     - *nested subsets* (when ``nested``).
+    - *signature* (``source`` a DataConfig): :func:`ticketscope.data.signature`, which the engine asks to
+      stack runs without loading data, agrees with the built data set's input shape and classes.
     - *chunking invariance* (``infinite`` sets): items [0, N) of ``sample(N, seed, 0)`` equal the same
       items drawn in chunks of odd sizes at the matching offsets, in order, in reverse order with another
       seed's draws in between, and from a nonzero starting offset, bit for bit.
@@ -150,6 +152,10 @@ def check_dataset(source: DataSource, *, n: int = 32, seeds: tuple[int, int] = (
              f"{who}: input_shape must be a tuple of positive ints, got {ds.input_shape!r}")
     _require(isinstance(ds.num_classes, int) and ds.num_classes >= 2,
              f"{who}: num_classes must be an int >= 2, got {ds.num_classes!r}")
+    if isinstance(source, DataConfig):
+        told, built = signature(source), (tuple(ds.input_shape), ds.num_classes)
+        _require(told == built, f"{who}: its registered signature says (input_shape, classes) = {told}, the "
+                                f"data set has {built}; fix the signature= given to register_dataset")
     if ds.infinite:
         _check_stream(make, ds, who, n, seeds, True if nested is None else nested)
     else:
