@@ -10,7 +10,8 @@ from scipy import stats
 
 from conftest import TINY, merge
 from ticketscope.experiments import report
-from ticketscope.experiments.report import CLAIMS, _per_seed, build_report, claims
+from ticketscope import plots
+from ticketscope.experiments.report import CLAIMS, build_report, claims, per_seed
 from ticketscope.experiments.sweep import load_sweep, run_sweep
 
 
@@ -116,32 +117,29 @@ def test_per_seed_reductions():
     table = pd.DataFrame({"layer": "layers.0", "seed": [0, 0, 0, 1, 1, 1], "round": [0, 1, 2, 0, 1, 2],
                           "v": [1.0, 2.0, 4.0, 0.0, np.nan, 3.0], "prune.method": "imp"})
     where = {"prune.method": "imp"}
-    assert _per_seed(table, "v", where, "last").to_dict() == {0: 4.0, 1: 3.0}
-    assert _per_seed(table, "v", where, "change").to_dict() == {0: 3.0, 1: 3.0}
-    assert _per_seed(table, "v", where, "mean").to_dict() == {0: 7 / 3, 1: 1.5}  # NaN rounds left out
-    assert _per_seed(table, "v", {"prune.method": "random"}, "last").empty
+    assert per_seed(table, "v", where, "last").to_dict() == {0: 4.0, 1: 3.0}
+    assert per_seed(table, "v", where, "change").to_dict() == {0: 3.0, 1: 3.0}
+    assert per_seed(table, "v", where, "mean").to_dict() == {0: 7 / 3, 1: 1.5}  # NaN rounds left out
+    assert per_seed(table, "v", {"prune.method": "random"}, "last").empty
     with pytest.raises(ValueError):
-        _per_seed(table, "v", where, "first")
+        per_seed(table, "v", where, "first")
 
 
-def test_figures_share_one_visual_code(tmp_path):
+def test_figures_share_one_visual_code(tmp_path, monkeypatch):
     """Colour by method, dashed clone: the curves of a condition carry its style, the legend sits below the axes."""
     rng = np.random.default_rng(1)
     table = _synthetic_table(rng, {}, seeds=range(3), context_values=(None,)).assign(density=0.5)
     table = pd.concat([table, table.assign(round=0, density=1.0)])
     captured = {}
-    real_save = report.plots.save
+    real_save = plots.save
 
     def capture(fig, path):
         captured["fig"] = fig
         return real_save(fig, path)
 
-    report.plots.save, saved = capture, report.plots.save
-    try:
-        report.condition_curves(table, ["seed", "prune.method", "data.gaussian_clone"],
-                                [("localization", "loc", 1.0)], tmp_path / "c.png", "t")
-    finally:
-        report.plots.save = saved
+    monkeypatch.setattr(plots, "save", capture)
+    report.condition_curves(table, ["seed", "prune.method", "data.gaussian_clone"],
+                            [("localization", "loc", 1.0)], tmp_path / "c.png", "t")
     fig = captured["fig"]
     lines = {ln.get_label(): ln for ln in fig.axes[0].get_lines() if not ln.get_label().startswith("_")}
     assert lines["imp, data"].get_color() == lines["imp, clone"].get_color() != lines["random, data"].get_color()
