@@ -410,3 +410,21 @@ def test_time_spent_sums_the_worker_seconds_of_the_runs_that_ran():
     assert sweep_mod.time_spent(summary) == ("worker time over 2 runs: training 4 s (with pruning and checkpoints), "
                                              "analysis 1 s")
     assert sweep_mod.time_spent(summary.iloc[2:]) == "no run trained in this invocation"
+
+
+def test_each_executor_gets_only_its_own_options(monkeypatch, tmp_path):
+    """Ray-only fields live in RayOptions: the local pool gets plain Options, and an address is refused."""
+    seen = []
+
+    def executor(tasks, options, worker):
+        seen.append(options)
+        yield from ((job.digest, Outcome("ok", None, 0.0)) for task in tasks for job in task)
+
+    for name in ("local", "ray"):
+        monkeypatch.setitem(sweep_mod.EXECUTORS, name, dataclasses.replace(sweep_mod.EXECUTORS[name], run=executor))
+    run_sweep(tiny_sweep({"seed": [0]}), tmp_path / "a", workers=1, progress=False)
+    run_sweep(tiny_sweep({"seed": [0]}), tmp_path / "b", executor="ray", workers=1, address="auto", progress=False)
+    assert [type(o) for o in seen] == [Options, executors.RayOptions]
+    assert seen[1].address == "auto" and seen[1].gpus_per_task == 1.0 and not hasattr(seen[0], "address")
+    with pytest.raises(TicketscopeError, match="address names a Ray cluster"):
+        run_sweep(tiny_sweep({"seed": [0]}), tmp_path / "c", address="auto", progress=False)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_sweep import Killer, assert_same_run, gone, mtimes  # tests/ is on sys.path under pytest
+from experiments.test_sweep import Killer, assert_same_run, gone, mtimes  # tests/ is on sys.path under pytest
 
 from ticketscope.config import RunConfig
 from ticketscope.errors import TicketscopeError
