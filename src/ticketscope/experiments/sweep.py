@@ -1,22 +1,6 @@
-"""Sweeps: a base run config, grid axes over any config field, one resumable run per point.
+"""Running sweeps: one resumable run per point of a :mod:`spec <ticketscope.experiments.spec>`, and the sweep's summary.
 
-Sweep file (YAML)::
-
-    name: demo                  # optional; default: the file's stem
-    base:                       # a partial RunConfig; defaults fill the rest
-      data: {name: nlgp, L: 12}
-      prune: {rounds: 4}
-    grid:                       # cartesian product of the axes, each a dotted config path
-      data.gaussian_clone: [false, true]
-      prune.method: [imp, oneshot, random]
-      seed: [0, 1, 2]
-    zip:                        # optional: groups of axes whose values advance together
-      - {train.lr: [0.1, 0.01], train.steps: [500, 2000]}
-
-The points are the product of the grid axes and the zip groups (each group is one factor). An axis
-may also set one parameter of a plug-in rule or data set (``prune.params.NAME``, ``data.params.NAME``):
-each point's config checks it against the rule's or data set's model, so a bad one fails its points.
-Sweep directory::
+A sweep file is described in :mod:`ticketscope.experiments.spec`. Sweep directory::
 
     sweep.yaml        the sweep as run
     runs/<digest>/    one run per point, named by ``RunConfig.digest()`` of its resolved config
@@ -39,15 +23,12 @@ Where the runs execute (a local process pool, Ray) is :mod:`ticketscope.experime
 
 from __future__ import annotations
 
-import copy
-import difflib
-import itertools
 import json
 import os
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -56,149 +37,17 @@ import pyarrow as pa
 import yaml
 from pydantic import BaseModel
 
-from ..config import RunConfig, load_yaml, parse_config
 from ..errors import TicketscopeError
 from ..io import atomic_write_text, file_lock, wait_unlocked, write_json, write_table
-from .executors import EXECUTORS, RETRIES, Job, Options, Outcome, Task, run_complete
+from .executors import EXECUTORS, Job, Outcome, Task, execute_task, run_complete
+from .spec import Sweep, SweepPoint, load_sweep
 
-TOP_LEVEL = ("name", "description", "budget", "base", "grid", "zip")
+__all__ = ["Outcome", "Sweep", "SweepPoint", "load_sweep", "run_sweep", "sweep_runs", "time_spent"]
+
 TIMES = ("train_s", "analysis_s")  # worker seconds per run, in the summary
-RAY_RETRIES = RETRIES  # attempts after a worker process dies (local pool and Ray); a run error is never retried
 SWEEP_LOCK = ".sweep.lock"  # held while sweep.yaml or the summary files are written
 HANDOFFS = 10  # times a point locked by another process is waited for before it is reported failed
 TASK_TIMEOUT_ENV = "TICKETSCOPE_TASK_TIMEOUT"  # default task_timeout_s (seconds) of run_sweep
-
-
-@dataclass(frozen=True)
-class SweepPoint:
-    """One point: its axis values and its resolved config, or why that config is invalid."""
-
-    overrides: dict[str, Any]
-    config: RunConfig | None
-    error: str | None
-    digest: str | None
-
-
-@dataclass(frozen=True)
-class Sweep:
-    """A base config (partial dict) and the axes it varies; validated on construction."""
-
-    name: str
-    base: dict[str, Any]
-    axes: dict[str, list[Any]]
-    zipped: list[dict[str, list[Any]]] = field(default_factory=list)
-    description: str = ""  # free text: what the sweep tests and how it was chosen (shown in reports)
-    budget: str = ""  # free text: its measured cost (wall time, machine), printed by `ticketscope presets`
-
-    def __post_init__(self) -> None:
-        _check_axes(self)
-
-    def axis_names(self) -> list[str]:
-        return [*self.axes, *(axis for group in self.zipped for axis in group)]
-
-    def points(self) -> list[SweepPoint]:
-        """Every point, in order: the last grid axis varies fastest, zip groups after the grid."""
-        factors = [[{axis: v} for v in values] for axis, values in self.axes.items()]
-        factors += [[dict(zip(group, row)) for row in zip(*group.values())] for group in self.zipped]
-        return [self._point({k: v for part in combo for k, v in part.items()})
-                for combo in itertools.product(*factors)]
-
-    def _point(self, overrides: dict[str, Any]) -> SweepPoint:
-        label = ", ".join(f"{k}={v!r}" for k, v in overrides.items()) or "(base)"
-        try:
-            cfg = parse_config(_apply(self.base, overrides), f"for sweep point {label}")
-        except TicketscopeError as e:
-            return SweepPoint(overrides, None, str(e), None)
-        return SweepPoint(overrides, cfg, None, cfg.digest())
-
-    def to_dict(self) -> dict[str, Any]:
-        """The sweep in its file format."""
-        raw = {"name": self.name, "base": self.base, "grid": self.axes}
-        raw |= {"zip": self.zipped} if self.zipped else {}
-        raw |= {"description": self.description} if self.description else {}
-        raw |= {"budget": self.budget} if self.budget else {}
-        return copy.deepcopy(raw)
-
-
-def _config_paths(model: type[BaseModel] = RunConfig, prefix: str = "") -> list[str]:
-    """Every dotted field path of a config, sections included."""
-    paths = []
-    for name, f in model.model_fields.items():
-        paths.append(prefix + name)
-        if isinstance(f.annotation, type) and issubclass(f.annotation, BaseModel):
-            paths += _config_paths(f.annotation, f"{prefix}{name}.")
-    return paths
-
-
-PARAM_AXES = ("data.params.", "prune.params.")
-"""Axes below these set one parameter of a plug-in data set or rule (checked against its model per point)."""
-
-
-def _check_axis(axis: Any, values: Any) -> None:
-    paths = _config_paths()
-    param = isinstance(axis, str) and axis.startswith(PARAM_AXES) and len(axis.split(".")) == 3 and axis[-1] != "."
-    if axis not in paths and not param:
-        close = difflib.get_close_matches(str(axis), paths, n=1)
-        hint = f"; did you mean {close[0]}?" if close else ""
-        raise TicketscopeError(f"axis {axis!r} is not a config field{hint} (`ticketscope config` lists them)")
-    if not isinstance(values, list) or not values:
-        raise TicketscopeError(f"axis {axis} needs a non-empty list of values, e.g. {axis}: [a, b]; got {values!r}")
-
-
-def _check_axes(sweep: Sweep) -> None:
-    for group in (sweep.axes, *sweep.zipped):
-        for axis, values in group.items():
-            _check_axis(axis, values)
-    for group in sweep.zipped:
-        if len({len(v) for v in group.values()}) != 1:
-            raise TicketscopeError(f"zip group {list(group)}: every axis needs the same number of values")
-    for a, b in itertools.permutations(sweep.axis_names(), 2):
-        if a == b or b.startswith(a + "."):
-            raise TicketscopeError(f"axes {a} and {b} set the same field; keep one")
-
-
-def _apply(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """A copy of ``base`` with each dotted path set to its value."""
-    obj = copy.deepcopy(base)
-    for path, value in overrides.items():
-        *sections, leaf = path.split(".")
-        node = obj
-        for i, section in enumerate(sections):
-            node = node.setdefault(section, {})
-            if not isinstance(node, dict):
-                raise TicketscopeError(f"base.{'.'.join(sections[:i + 1])} must be a mapping to set {path}")
-        node[leaf] = copy.deepcopy(value)
-    return obj
-
-
-def _parse(raw: dict[str, Any], default_name: str) -> Sweep:
-    unknown = sorted(map(str, set(raw) - set(TOP_LEVEL)))
-    if unknown:
-        raise TicketscopeError(f"unknown top-level key(s) {unknown}; a sweep has {', '.join(TOP_LEVEL)}")
-    name, base = raw.get("name", default_name), raw.get("base") or {}
-    description, budget = (" ".join(str(raw.get(k) or "").split()) for k in ("description", "budget"))
-    grid, zipped = raw.get("grid") or {}, raw.get("zip") or []
-    for key, value, kind, noun in (("name", name, str, "string"), ("base", base, dict, "mapping"),
-                                   ("grid", grid, dict, "mapping"), ("zip", zipped, list, "list")):
-        if not isinstance(value, kind):
-            raise TicketscopeError(f"{key} must be a {noun}, not {type(value).__name__}")
-    if not all(isinstance(group, dict) and group for group in zipped):
-        raise TicketscopeError("zip must be a list of mappings, each of one or more axes to lists of values")
-    return Sweep(name, *copy.deepcopy((base, grid, zipped)), description=description, budget=budget)
-
-
-def load_sweep(source: str | Path | dict[str, Any]) -> Sweep:
-    """A sweep from a YAML file or a dict; a malformed sweep raises one clear ``TicketscopeError``."""
-    if isinstance(source, dict):
-        raw, where, default_name = source, "<dict>", "sweep"
-    elif isinstance(source, (str, Path)):
-        raw, where, default_name = load_yaml(source), str(source), Path(source).stem
-    else:
-        raise TicketscopeError(f"a sweep is a mapping (name, base, grid, zip), not {type(source).__name__}")
-    try:
-        return _parse(raw, default_name)
-    except TicketscopeError as e:
-        raise TicketscopeError(f"invalid sweep {where}: {e}") from None
 
 
 @contextmanager
@@ -309,17 +158,18 @@ def run_sweep(sweep: Sweep, out_dir: str | Path, executor: str = "local", worker
     with ``workers * threads`` CPUs. On a cluster ``out_dir`` must be on a shared file system that
     every node mounts at the same path (run directories are locked with flock).
 
-    Faults: a run whose worker process dies (e.g. killed by the OS for memory) is retried up to
-    ``RAY_RETRIES`` times by either executor, resuming from its last round; a run executing for longer
-    than ``task_timeout_s`` seconds (default: $TICKETSCOPE_TASK_TIMEOUT, else no limit) is reported
-    failed as hung. A failing point is recorded (status failed, its error) and never stops the
-    others. A point another process is running (e.g. a second sweep on this directory) is waited
+    Faults: a run whose worker process dies (e.g. killed by the OS for memory) is retried up to the
+    executor's ``retries`` option (:data:`~ticketscope.experiments.executors.RETRIES` times) by either
+    executor, resuming from its last round; a run executing for longer than ``task_timeout_s`` seconds
+    (default: $TICKETSCOPE_TASK_TIMEOUT, else no limit) is reported failed as hung. A failing point is
+    recorded (status failed, its error) and never stops the others. A point another process is running (e.g. a second sweep on this directory) is waited
     for and reported skipped once that process completed it. The summary files are written once
     every point is done.
     """
     if executor not in EXECUTORS:
         raise TicketscopeError(f"unknown executor {executor!r}; choose {' or '.join(EXECUTORS)}")
-    if address is not None and executor != "ray":
+    own = {f.name for f in fields(EXECUTORS[executor].options)}  # the options this executor takes
+    if address is not None and "address" not in own:
         raise TicketscopeError("address names a Ray cluster: use it with executor ray")
     workers, threads = _cores() if workers is None else workers, 1 if threads is None else threads
     if workers < 1 or threads < 1:
@@ -342,10 +192,12 @@ def run_sweep(sweep: Sweep, out_dir: str | Path, executor: str = "local", worker
         for _ in range(HANDOFFS):
             if not todo:
                 break
-            options = Options(min(workers, len(todo)), threads, address, task_timeout_s=task_timeout_s,
-                              gpus_per_task=gpus_per_task)
+            extra = {k: v for k, v in (("address", address), ("gpus_per_task", gpus_per_task)) if k in own}
+            options = EXECUTORS[executor].options(min(workers, len(todo)), threads, task_timeout_s=task_timeout_s,
+                                                  **extra)
             busy = {}
-            for digest, outcome in EXECUTORS[executor](_tasks(list(todo.values()), workers, ensemble), options):
+            tasks = _tasks(list(todo.values()), workers, ensemble)
+            for digest, outcome in EXECUTORS[executor].run(tasks, options, execute_task):
                 if outcome.status == "busy":  # another process runs it: leave it to that one
                     busy[digest] = outcome
                     continue

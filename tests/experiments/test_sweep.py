@@ -2,6 +2,7 @@
 worker processes killed by the OS, hung tasks, and two sweep commands sharing one directory."""
 
 import copy
+import dataclasses
 import itertools
 import json
 import os
@@ -231,11 +232,11 @@ def test_killed_local_worker_is_retried_and_the_other_points_go_on(monkeypatch, 
     yielded, local = [], sweep_mod.EXECUTORS["local"]
 
     def recording(*args, **kwargs):
-        for digest, outcome in local(*args, **kwargs):
+        for digest, outcome in local.run(*args, **kwargs):
             yielded.append((digest, outcome.status))
             yield digest, outcome
 
-    monkeypatch.setitem(sweep_mod.EXECUTORS, "local", recording)
+    monkeypatch.setitem(sweep_mod.EXECUTORS, "local", dataclasses.replace(local, run=recording))
     path = tmp_path / "methods.yaml"
     path.write_text(json.dumps({"base": SLOW, "grid": {"prune.method": ["imp"], "seed": [0, 1]}}))
     sweep = load_sweep(path)
@@ -294,7 +295,7 @@ def test_a_point_another_process_runs_is_waited_for_then_skipped_or_run_here(mon
     (p0, p1), runs = sweep.points(), tmp_path / "runs"
     calls = []
 
-    def executor(tasks, options):
+    def executor(tasks, options, worker):
         calls.append(sorted(job.digest for task in tasks for job in task))
         for task in tasks:
             for job in task:
@@ -315,7 +316,7 @@ def test_a_point_another_process_runs_is_waited_for_then_skipped_or_run_here(mon
         locked.wait(10)
         return t
 
-    monkeypatch.setitem(sweep_mod.EXECUTORS, "local", executor)
+    monkeypatch.setitem(sweep_mod.EXECUTORS, "local", dataclasses.replace(sweep_mod.EXECUTORS["local"], run=executor))
     threads = [other_process(p0.digest, completes=True), other_process(p1.digest, completes=False)]
     df = run_sweep(sweep, tmp_path, workers=1, progress=False)
     for t in threads:
@@ -409,3 +410,21 @@ def test_time_spent_sums_the_worker_seconds_of_the_runs_that_ran():
     assert sweep_mod.time_spent(summary) == ("worker time over 2 runs: training 4 s (with pruning and checkpoints), "
                                              "analysis 1 s")
     assert sweep_mod.time_spent(summary.iloc[2:]) == "no run trained in this invocation"
+
+
+def test_each_executor_gets_only_its_own_options(monkeypatch, tmp_path):
+    """Ray-only fields live in RayOptions: the local pool gets plain Options, and an address is refused."""
+    seen = []
+
+    def executor(tasks, options, worker):
+        seen.append(options)
+        yield from ((job.digest, Outcome("ok", None, 0.0)) for task in tasks for job in task)
+
+    for name in ("local", "ray"):
+        monkeypatch.setitem(sweep_mod.EXECUTORS, name, dataclasses.replace(sweep_mod.EXECUTORS[name], run=executor))
+    run_sweep(tiny_sweep({"seed": [0]}), tmp_path / "a", workers=1, progress=False)
+    run_sweep(tiny_sweep({"seed": [0]}), tmp_path / "b", executor="ray", workers=1, address="auto", progress=False)
+    assert [type(o) for o in seen] == [Options, executors.RayOptions]
+    assert seen[1].address == "auto" and seen[1].gpus_per_task == 1.0 and not hasattr(seen[0], "address")
+    with pytest.raises(TicketscopeError, match="address names a Ray cluster"):
+        run_sweep(tiny_sweep({"seed": [0]}), tmp_path / "c", address="auto", progress=False)

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_sweep import Killer, assert_same_run, gone, mtimes  # tests/ is on sys.path under pytest
+from experiments.test_sweep import Killer, assert_same_run, gone, mtimes  # tests/ is on sys.path under pytest
 
 from ticketscope.config import RunConfig
 from ticketscope.errors import TicketscopeError
-from ticketscope.experiments.executors import Job, Options, Outcome, gpus_for, run_ray
+from ticketscope.experiments.executors import Job, Outcome, RayOptions, gpus_for, run_ray
 from ticketscope.experiments.sweep import load_sweep, run_sweep
 from ticketscope.runs import run_experiment
 
@@ -170,7 +170,7 @@ def test_gpu_requests_follow_the_device():
 def test_cuda_run_on_a_cluster_without_gpus_fails_at_once(tmp_path, ray_env, monkeypatch):
     monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0})
     monkeypatch.setattr(ray, "is_initialized", lambda: True)  # as if joined to a CPU-only cluster
-    (got,) = run_ray([(Job("x", RunConfig(device="cuda"), str(tmp_path)),)], Options())
+    (got,) = run_ray([(Job("x", RunConfig(device="cuda"), str(tmp_path)),)], RayOptions())
     assert got[1].status == "failed" and "the Ray cluster has no GPU" in got[1].error
 
 
@@ -233,7 +233,7 @@ def test_hung_ray_task_is_reported_and_the_others_go_on(cluster):
     cfg = RunConfig()
     tasks = [(Job(name, cfg, ""),) for name in ("hang", "fine")]
     start = time.monotonic()
-    got = dict(run_ray(tasks, Options(threads=1, task_timeout_s=2.0, poll_s=0.1), worker=hang_or_report_gpus))
+    got = dict(run_ray(tasks, RayOptions(threads=1, task_timeout_s=2.0, poll_s=0.1), worker=hang_or_report_gpus))
     assert time.monotonic() - start < 60
     assert got["fine"] == Outcome("ok", "", 0.0)
     assert got["hang"].status == "failed" and got["hang"].error.startswith("hung: still running after")
@@ -242,7 +242,7 @@ def test_hung_ray_task_is_reported_and_the_others_go_on(cluster):
 
 def test_ray_tasks_request_a_gpu_when_their_run_needs_one(cluster):
     tasks = [(Job(device, RunConfig(device=device), ""),) for device in ("cpu", "cuda", "auto")]
-    got = dict(run_ray(tasks, Options(threads=1), worker=hang_or_report_gpus))
+    got = dict(run_ray(tasks, RayOptions(threads=1), worker=hang_or_report_gpus))
     assert {d: o.error for d, o in got.items()} == {"cpu": "", "cuda": "0", "auto": "0"}
-    half = dict(run_ray(tasks[1:2], Options(threads=1, gpus_per_task=0.5), worker=hang_or_report_gpus))
+    half = dict(run_ray(tasks[1:2], RayOptions(threads=1, gpus_per_task=0.5), worker=hang_or_report_gpus))
     assert half["cuda"].error == "0"

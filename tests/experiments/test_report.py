@@ -2,6 +2,7 @@
 
 import json
 import re
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -10,7 +11,10 @@ from scipy import stats
 
 from conftest import TINY, merge
 from ticketscope.experiments import report
-from ticketscope.experiments.report import CLAIMS, _per_seed, build_report, claims
+from ticketscope import plots
+from ticketscope.errors import TicketscopeError
+from ticketscope.experiments.report import (CLAIMS, FIRST, GAIN, SEED, SPECS, build_report, claims, collect, field_path,
+                                          per_seed)
 from ticketscope.experiments.sweep import load_sweep, run_sweep
 
 
@@ -116,32 +120,29 @@ def test_per_seed_reductions():
     table = pd.DataFrame({"layer": "layers.0", "seed": [0, 0, 0, 1, 1, 1], "round": [0, 1, 2, 0, 1, 2],
                           "v": [1.0, 2.0, 4.0, 0.0, np.nan, 3.0], "prune.method": "imp"})
     where = {"prune.method": "imp"}
-    assert _per_seed(table, "v", where, "last").to_dict() == {0: 4.0, 1: 3.0}
-    assert _per_seed(table, "v", where, "change").to_dict() == {0: 3.0, 1: 3.0}
-    assert _per_seed(table, "v", where, "mean").to_dict() == {0: 7 / 3, 1: 1.5}  # NaN rounds left out
-    assert _per_seed(table, "v", {"prune.method": "random"}, "last").empty
+    assert per_seed(table, "v", where, "last").to_dict() == {0: 4.0, 1: 3.0}
+    assert per_seed(table, "v", where, "change").to_dict() == {0: 3.0, 1: 3.0}
+    assert per_seed(table, "v", where, "mean").to_dict() == {0: 7 / 3, 1: 1.5}  # NaN rounds left out
+    assert per_seed(table, "v", {"prune.method": "random"}, "last").empty
     with pytest.raises(ValueError):
-        _per_seed(table, "v", where, "first")
+        per_seed(table, "v", where, "first")
 
 
-def test_figures_share_one_visual_code(tmp_path):
+def test_figures_share_one_visual_code(tmp_path, monkeypatch):
     """Colour by method, dashed clone: the curves of a condition carry its style, the legend sits below the axes."""
     rng = np.random.default_rng(1)
     table = _synthetic_table(rng, {}, seeds=range(3), context_values=(None,)).assign(density=0.5)
     table = pd.concat([table, table.assign(round=0, density=1.0)])
     captured = {}
-    real_save = report.plots.save
+    real_save = plots.save
 
     def capture(fig, path):
         captured["fig"] = fig
         return real_save(fig, path)
 
-    report.plots.save, saved = capture, report.plots.save
-    try:
-        report.condition_curves(table, ["seed", "prune.method", "data.gaussian_clone"],
-                                [("localization", "loc", 1.0)], tmp_path / "c.png", "t")
-    finally:
-        report.plots.save = saved
+    monkeypatch.setattr(plots, "save", capture)
+    report.condition_curves(table, ["seed", "prune.method", "data.gaussian_clone"],
+                            [("localization", "loc", 1.0)], tmp_path / "c.png", "t")
     fig = captured["fig"]
     lines = {ln.get_label(): ln for ln in fig.axes[0].get_lines() if not ln.get_label().startswith("_")}
     assert lines["imp, data"].get_color() == lines["imp, clone"].get_color() != lines["random, data"].get_color()
@@ -208,3 +209,33 @@ def test_report_on_a_sweep_that_varies_the_input_shape(tmp_path):
                                          (list(range(64)), "0-63"), ([1, 3], "1, 3")])
 def test_seed_ranges_name_every_seed_once(seeds, text):
     assert report.seed_ranges(seeds) == text
+
+
+def test_every_claim_names_columns_the_joined_table_has(sweep_dir):
+    """A renamed config field or measure would otherwise turn a claim silently into "not tested"."""
+    table, _ = collect(sweep_dir)
+    for spec in SPECS:
+        missing = {spec.value, *spec.arm_a, *spec.arm_b} - set(table.columns)
+        assert not missing, f"claim {spec.claim!r} names columns the table lacks: {missing}"
+    assert {GAIN, SEED, FIRST} <= set(table.columns) | set(table["layer"])
+    with pytest.raises(TypeError, match="no field prune.methd"):
+        field_path("prune", "methd")
+
+
+def test_a_run_without_a_current_analysis_is_named_not_computed(sweep_dir, tmp_path):
+    copy = tmp_path / "sweep"
+    shutil.copytree(sweep_dir, copy, ignore=shutil.ignore_patterns("report"))
+    runs = sorted(p for p in (copy / "runs").iterdir() if p.is_dir())
+    shutil.rmtree(runs[1] / "analysis")
+    with pytest.raises(TicketscopeError) as e:
+        build_report(copy)
+    text = str(e.value)
+    assert text.startswith("1 of 8 runs lack a current analysis") and str(runs[1]) in text
+    assert "run `ticketscope analyze RUN_DIR --n-probe 4096` on each" in text
+    assert not (runs[1] / "analysis").exists() and not (copy / "report").exists()  # nothing was computed
+    stamp = json.loads((runs[2] / "analysis" / "analysis.json").read_text())
+    (runs[2] / "analysis" / "analysis.json").write_text(json.dumps({**stamp, "version": -1}))
+    with pytest.raises(TicketscopeError, match=r"^2 of 8 runs"):
+        collect(copy)
+    with pytest.raises(TicketscopeError, match=r"^8 of 8 runs .*: .*, .*, .* and 5 more; .*--n-probe 100`"):
+        collect(sweep_dir, n_probe=100)

@@ -1,0 +1,114 @@
+"""The report's table: every complete run's stored analysis joined with its flattened config.
+
+The report reads and never computes: each run's ``analysis/rounds.parquet`` must be current
+(:func:`analysis_is_current`), as the sweep worker leaves it; runs without one are named in one error
+with the command that fills them in. Also the helpers every other part of the report shares: the
+config columns the claims key on (checked against :class:`~ticketscope.config.RunConfig` at import),
+and grouping rows into conditions and contexts.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from pydantic import BaseModel
+
+from ...analysis import ANALYSIS_VERSION
+from ...config import RunConfig, load_run_config
+from ...errors import TicketscopeError
+from ...io import read_json
+from ...runs import completed_rounds
+
+SHOWN = 3  # run directories named in the error for runs without a current analysis
+
+
+def field_path(*names: str) -> str:
+    """The table column of a config field (``field_path("prune", "method") == "prune.method"``); raises
+    if :class:`RunConfig` has no such field, so a renamed field fails at import, not as "not tested"."""
+    model: Any = RunConfig
+    for i, name in enumerate(names):
+        if not (isinstance(model, type) and issubclass(model, BaseModel)) or name not in model.model_fields:
+            raise TypeError(f"RunConfig has no field {'.'.join(names[:i + 1])}")
+        model = model.model_fields[name].annotation
+    return ".".join(names)
+
+
+FIRST = "layers.0"  # the layer the claims and figures read
+METHOD = field_path("prune", "method")
+CLONE = field_path("data", "gaussian_clone")
+GAIN = field_path("data", "gain")
+SEED = field_path("seed")
+
+
+def analysis_is_current(run: Path, n_probe: int) -> bool:
+    """Whether ``run`` holds the analysis ``analyze_run(run, n_probe)`` would leave: its stamp is of this
+    analysis version, this probe size and every completed round, and its tables are there."""
+    out = run / "analysis"
+    if not (out / "analysis.json").exists() or not all((out / t).exists() for t in ("rounds.parquet", "units.parquet")):
+        return False
+    stamp = read_json(out / "analysis.json")
+    return (stamp.get("version") == ANALYSIS_VERSION and stamp.get("n_probe") == n_probe
+            and stamp.get("rounds") == len(completed_rounds(run)))
+
+
+def _flatten(cfg: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in cfg.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = str(v) if isinstance(v, list) else v
+    return out
+
+
+def collect(sweep_dir: Path, n_probe: int = 4096) -> tuple[pd.DataFrame, list[str]]:
+    """Joined per-(run, round, layer) table of every complete run, and the varying config fields.
+
+    Reads each run's stored analysis; raises one error naming the runs whose analysis is missing or
+    stale (other rounds, version or ``n_probe``) instead of computing it.
+    """
+    sweep_dir = Path(sweep_dir)
+    runs = sorted(p for p in (sweep_dir / "runs").glob("*") if (p / "run.json").exists())
+    if not runs:
+        raise TicketscopeError(f"no completed runs under {sweep_dir / 'runs'}; run `ticketscope sweep` first")
+    missing = [run for run in runs if not analysis_is_current(run, n_probe)]
+    if missing:
+        more = f" and {len(missing) - SHOWN} more" if len(missing) > SHOWN else ""
+        raise TicketscopeError(
+            f"{len(missing)} of {len(runs)} runs lack a current analysis (none, or one of other rounds, another "
+            f"analysis version or another --n-probe than {n_probe}): {', '.join(map(str, missing[:SHOWN]))}{more}; "
+            f"run `ticketscope analyze RUN_DIR --n-probe {n_probe}` on each, then report again")
+    frames, fields = [], []
+    for run in runs:
+        flat = _flatten(load_run_config(run).model_dump(mode="json"))
+        fields.append(flat)
+        df = pd.read_parquet(run / "analysis" / "rounds.parquet")
+        for k, v in flat.items():
+            df[k] = v
+        df["run"] = run.name
+        frames.append(df)
+    keys = list(dict.fromkeys(k for f in fields for k in f))
+    varying = [k for k in keys if k != "name" and len({str(f.get(k)) for f in fields}) > 1]
+    return pd.concat(frames, ignore_index=True), varying
+
+
+def groups(table: pd.DataFrame, by: list[str]) -> list[tuple[dict[str, Any], pd.DataFrame]]:
+    """(values of ``by``, rows) for every combination present, None/NaN values kept as groups."""
+    if not by:
+        return [({}, table)]
+    return [(dict(zip(by, key if isinstance(key, tuple) else (key,))), df)
+            for key, df in table.groupby(by, dropna=False, sort=True)]
+
+
+def label(values: dict[str, Any]) -> str:
+    """``field=value, ...`` (a config's None, which pandas reads back as NaN, printed as None)."""
+    text = lambda v: "None" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)  # noqa: E731
+    return ", ".join(f"{a.split('.')[-1]}={text(v)}" for a, v in values.items()) or "all runs"
+
+
+def contexts(axes: list[str]) -> list[str]:
+    """The varying fields claims are judged within: every axis but the seed and the two arms' fields."""
+    return [a for a in axes if a not in (SEED, METHOD, CLONE)]
