@@ -26,8 +26,6 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -39,7 +37,9 @@ from pydantic import BaseModel
 
 from ..errors import TicketscopeError
 from ..io import atomic_write_text, file_lock, wait_unlocked, write_json, write_table
-from .executors import EXECUTORS, Job, Outcome, Task, execute_task, run_complete
+from ..progress import point_progress
+from ..runs import sweep_run_dir, sweep_run_name
+from .executors import EXECUTORS, Job, Outcome, Task, execute_task
 from .spec import Sweep, SweepPoint, load_sweep
 
 __all__ = ["Outcome", "Sweep", "SweepPoint", "load_sweep", "run_sweep", "sweep_runs", "time_spent"]
@@ -48,32 +48,6 @@ TIMES = ("train_s", "analysis_s")  # worker seconds per run, in the summary
 SWEEP_LOCK = ".sweep.lock"  # held while sweep.yaml or the summary files are written
 HANDOFFS = 10  # times a point locked by another process is waited for before it is reported failed
 TASK_TIMEOUT_ENV = "TICKETSCOPE_TASK_TIMEOUT"  # default task_timeout_s (seconds) of run_sweep
-
-
-@contextmanager
-def _progress(enabled: bool, total: int, label: str) -> Iterator[Callable[[str, int], None]]:
-    """A rich bar over points; the callback advances it by ``n`` points of one status."""
-    if not enabled:
-        yield lambda status, n: None
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    counts: Counter[str] = Counter()
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as bar:
-        task = bar.add_task(label, total=total)
-
-        def advance(status: str, n: int) -> None:
-            if not n:
-                return
-            counts[status] += n
-            done = ", ".join(f"{c} {s}" for s, c in sorted(counts.items()))
-            bar.update(task, advance=n, description=f"{label} ({done})")
-
-        yield advance
-
-
-def _run_dir(digest: str) -> str:
-    return f"runs/{digest}"
 
 
 def _axis_value(point: SweepPoint, axis: str) -> Any:
@@ -94,7 +68,7 @@ def _tuples(value: Any) -> Any:
 def _row(index: int, point: SweepPoint, outcome: Outcome, axes: list[str]) -> dict[str, Any]:
     return {"point": index, "digest": point.digest, **{a: _axis_value(point, a) for a in axes},
             "status": outcome.status, "error": outcome.error,
-            "run_dir": _run_dir(point.digest) if point.digest else None, "wall_s": outcome.wall_s,
+            "run_dir": sweep_run_name(point.digest) if point.digest else None, "wall_s": outcome.wall_s,
             "train_s": outcome.train_s, "analysis_s": outcome.analysis_s}
 
 
@@ -137,7 +111,7 @@ def _task_timeout(task_timeout_s: float | None) -> float | None:
 
 
 def _complete(out: Path, digest: str) -> bool:
-    return run_complete(out / _run_dir(digest))
+    return sweep_run_dir(out, digest).is_complete()
 
 
 def run_sweep(sweep: Sweep, out_dir: str | Path, executor: str = "local", workers: int | None = None,
@@ -183,10 +157,10 @@ def run_sweep(sweep: Sweep, out_dir: str | Path, executor: str = "local", worker
         atomic_write_text(out / "sweep.yaml", yaml.safe_dump(sweep.to_dict(), sort_keys=False))
     points = sweep.points()
     outcomes = {p.digest: Outcome("skipped") for p in points if p.digest and _complete(out, p.digest)}
-    todo = {p.digest: Job(p.digest, p.config, str(out / _run_dir(p.digest)))
+    todo = {p.digest: Job(p.digest, p.config, str(sweep_run_dir(out, p.digest).path))
             for p in points if p.config is not None and p.digest not in outcomes}
     weight = Counter(p.digest for p in points)
-    with _progress(progress, len(points), f"sweep {sweep.name}") as advance:
+    with point_progress(progress, len(points), f"sweep {sweep.name}") as advance:
         advance("failed", weight[None])
         advance("skipped", sum(weight[d] for d in outcomes))
         for _ in range(HANDOFFS):
@@ -248,7 +222,7 @@ def sweep_runs(out_dir: str | Path) -> pd.DataFrame:
     sweep = load_sweep(out / "sweep.yaml")
     axes, rows, seen = sweep.axis_names(), [], set()
     for p in sweep.points():
-        if p.digest and p.digest not in seen and (out / _run_dir(p.digest) / "run.json").exists():
+        if p.digest and p.digest not in seen and _complete(out, p.digest):
             seen.add(p.digest)
-            rows.append({"digest": p.digest, **{a: _axis_value(p, a) for a in axes}, "run_dir": _run_dir(p.digest)})
+            rows.append({"digest": p.digest, **{a: _axis_value(p, a) for a in axes}, "run_dir": sweep_run_name(p.digest)})
     return pd.DataFrame(rows, columns=["digest", *axes, "run_dir"])

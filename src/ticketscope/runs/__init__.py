@@ -3,9 +3,10 @@ many runs as ensembles (:mod:`.runner`)."""
 
 from .round import RunData, prunable_layers
 from .runner import run_ensemble, run_experiment
-from .store import RunDir, complete_runs, sweep_run_dir
+from .store import RunDir, complete_runs, sweep_run_dir, sweep_run_name
 
-__all__ = ["RunData", "RunDir", "complete_runs", "prunable_layers", "run_ensemble", "run_experiment", "sweep_run_dir"]
+__all__ = ["RunData", "RunDir", "complete_runs", "prunable_layers", "run_ensemble", "run_experiment", "sweep_run_dir",
+           "sweep_run_name"]
 
 
 # --- transitional (removed once every module reads through RunDir) ---

@@ -117,6 +117,23 @@ class RunDir:
             rows.append(row)
         return pd.DataFrame(rows)
 
+    def analysis_info(self) -> dict[str, Any] | None:
+        """The stamp of the stored analysis (``analysis/analysis.json``: rounds, n_probe, version, input
+        shape, ...), or None when the run has none."""
+        path = self.analysis_dir / "analysis.json"
+        return read_json(path) if path.exists() else None
+
+    def has_analysis(self, *tables: str) -> bool:
+        """Whether every named analysis table (``units``, ``rounds``, ...) is stored."""
+        return all((self.analysis_dir / f"{t}.parquet").exists() for t in tables)
+
+    def analysis_table(self, table: str) -> pd.DataFrame:
+        """A stored analysis table, or one error naming the command that writes it."""
+        path = self.analysis_dir / f"{table}.parquet"
+        if not path.exists():
+            raise TicketscopeError(f"{self.path} has no analysis table {table!r}; run `ticketscope analyze {self.path}`")
+        return pd.read_parquet(path)
+
     # --------------------------------------------------------------------------------- writing
 
     def lock(self) -> AbstractContextManager[None]:
@@ -178,9 +195,14 @@ class RunDir:
         return table
 
 
+def sweep_run_name(digest: str) -> str:
+    """Where a sweep keeps the run of its point with config digest ``digest``, relative to the sweep."""
+    return f"runs/{digest}"
+
+
 def sweep_run_dir(sweep_dir: str | Path, digest: str) -> RunDir:
     """The run directory of a sweep's point with config digest ``digest``."""
-    return RunDir(Path(sweep_dir) / "runs" / digest)
+    return RunDir(Path(sweep_dir) / sweep_run_name(digest))
 
 
 def complete_runs(sweep_dir: str | Path) -> list[RunDir]:

@@ -7,11 +7,11 @@ module of its own (:mod:`.local`, :mod:`.ray`) and registers here in :data:`EXEC
 from __future__ import annotations
 
 from .base import (POLL_S, RETRIES, Executor, Job, Options, Outcome, Result, Task, Worker, error_text, execute_task,
-                   failures, run_complete)
+                   failures)
 from .local import LOCAL, run_local
 from .ray import RAY, RayOptions, gpus_for, run_ray
 
 EXECUTORS: dict[str, Executor] = {e.name: e for e in (LOCAL, RAY)}
 
 __all__ = ["EXECUTORS", "POLL_S", "RETRIES", "Executor", "Job", "Options", "Outcome", "RayOptions", "Result", "Task",
-           "Worker", "error_text", "execute_task", "failures", "gpus_for", "run_complete", "run_local", "run_ray"]
+           "Worker", "error_text", "execute_task", "failures", "gpus_for", "run_local", "run_ray"]

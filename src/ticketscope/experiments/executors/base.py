@@ -90,11 +90,6 @@ def error_text(e: BaseException) -> str:
     return str(e) if isinstance(e, TicketscopeError) else f"{type(e).__name__}: {e}"
 
 
-def run_complete(run_dir: str | Path) -> bool:
-    """Whether the run in ``run_dir`` is complete (``run_experiment`` wrote its run.json)."""
-    return (Path(run_dir) / "run.json").exists()
-
-
 def execute_task(task: Task, threads: int) -> Result:
     """Run (or resume) the runs of ``task`` as one ensemble in this worker, then analyze each (tables only;
     ``ticketscope analyze RUN`` draws a run's figures). Any error fails its run only; runs already complete
@@ -102,11 +97,12 @@ def execute_task(task: Task, threads: int) -> Result:
     import torch
 
     from ...analysis import analyze_run  # imported here: the sweep's own process never needs them
-    from ...runs import run_ensemble
+    from ...runs import RunDir, run_ensemble
 
     torch.set_num_threads(threads)
-    result: Result = [(job.digest, Outcome("skipped")) for job in task if run_complete(job.run_dir)]
-    jobs = [job for job in task if not run_complete(job.run_dir)]
+    complete = {job.digest: RunDir(job.run_dir).is_complete() for job in task}
+    result: Result = [(job.digest, Outcome("skipped")) for job in task if complete[job.digest]]
+    jobs = [job for job in task if not complete[job.digest]]
     start = time.perf_counter()
     trained = run_ensemble([(job.config, job.run_dir) for job in jobs], progress=False, errors="return") if jobs else []
     train_s = (time.perf_counter() - start) / max(len(jobs), 1)

@@ -6,6 +6,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from ...io import atomic_write_text, write_json, write_table
+from ...runs import complete_runs
 from .claims import claims
 from .figures import condition_curves, emergence_figure, gain_figure, rf_comparison
 from .render import seed_ranges, to_html, to_markdown
@@ -34,8 +35,7 @@ def build_report(sweep_dir: str | Path, n_probe: int = 4096, notes: str = "") ->
             out / "kurtosis.png", "first-layer pre-activation kurtosis"),
         "Receptive fields": rf_comparison(sweep_dir, table, axes, out / "rf_grid.png"),
     }
-    snapshots = sorted(p for p in (sweep_dir / "runs").glob("*/analysis/snapshots.parquet"))
-    if snapshots:
+    if any(run.has_analysis("snapshots") for run in complete_runs(sweep_dir)):
         figs["Receptive fields over training"] = emergence_figure(sweep_dir, table, axes, out / "emergence.png")
     cav = table[(table["layer"] == FIRST)].dropna(subset=["cavity_removed_mean"]) if "cavity_removed_mean" in table else []
     if len(cav):

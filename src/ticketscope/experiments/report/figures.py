@@ -13,8 +13,7 @@ import pandas as pd
 
 from ... import plots
 from ...analysis import ranked_units, rf_panels
-from ...io import read_json
-from ...runs import completed_rounds, load_round_file
+from ...runs import RunDir, sweep_run_dir
 from .claims import ClaimSpec, arm, gain_differences, per_seed
 from .table import CLONE, FIRST, GAIN, METHOD, SEED, contexts, groups, label
 
@@ -78,18 +77,17 @@ def emergence_figure(sweep_dir: Path, table: pd.DataFrame, axes: list[str], path
     seed = table[SEED].min()
     panels = []
     for values, df in groups(table[(table[SEED] == seed) & (table["layer"] == FIRST)], [a for a in axes if a != SEED]):
-        run = sweep_dir / "runs" / df["run"].iloc[0]
-        snaps = run / "analysis" / "snapshots.parquet"
-        if snaps.exists():
-            s = pd.read_parquet(snaps)
+        run = sweep_run_dir(sweep_dir, df["run"].iloc[0])
+        if run.has_analysis("snapshots"):
+            s = run.analysis_table("snapshots")
             panels.append((label(values), s[s["round"] == 0]))
-    D = math.prod(_input_shape(sweep_dir / "runs" / table["run"].iloc[0]))
+    D = math.prod(_input_shape(sweep_run_dir(sweep_dir, table["run"].iloc[0])))
     return plots.emergence(panels, path, D, title=f"IPR of every first-layer unit during dense training, seed {seed}")
 
 
-def _input_shape(run: Path) -> tuple[int, ...]:
+def _input_shape(run: RunDir) -> tuple[int, ...]:
     """A run's input shape as its analysis recorded it (no data set is rebuilt)."""
-    return tuple(read_json(run / "analysis" / "analysis.json")["input_shape"])
+    return tuple((run.analysis_info() or {})["input_shape"])
 
 
 def rf_comparison(sweep_dir: Path, table: pd.DataFrame, axes: list[str], path: Path, k: int = 6) -> Path:
@@ -98,10 +96,10 @@ def rf_comparison(sweep_dir: Path, table: pd.DataFrame, axes: list[str], path: P
     seed = table[SEED].min()
     panels = []
     for values, df in groups(table[table[SEED] == seed], conds):
-        run = sweep_dir / "runs" / df["run"].iloc[0]
-        done = completed_rounds(run)
-        units = pd.read_parquet(run / "analysis" / "units.parquet")
-        ends = {r: load_round_file(run, done[r], "final.safetensors") for r in (0, len(done) - 1)}
+        run = sweep_run_dir(sweep_dir, df["run"].iloc[0])
+        done = run.rounds()
+        units = run.analysis_table("units")
+        ends = {r: run.load(done[r], "final.safetensors") for r in (0, len(done) - 1)}
         panels += rf_panels(ends, units, FIRST, ranked_units(units, FIRST, len(done) - 1)[:k], label(values),
                             _input_shape(run))
     return plots.rf_grid(panels, path, title=f"most localized first-layer units, seed {seed}")

@@ -17,10 +17,9 @@ import pandas as pd
 from pydantic import BaseModel
 
 from ...analysis import ANALYSIS_VERSION
-from ...config import RunConfig, load_run_config
+from ...config import RunConfig
 from ...errors import TicketscopeError
-from ...io import read_json
-from ...runs import completed_rounds
+from ...runs import RunDir, complete_runs
 
 SHOWN = 3  # run directories named in the error for runs without a current analysis
 
@@ -43,15 +42,14 @@ GAIN = field_path("data", "gain")
 SEED = field_path("seed")
 
 
-def analysis_is_current(run: Path, n_probe: int) -> bool:
+def analysis_is_current(run: RunDir, n_probe: int) -> bool:
     """Whether ``run`` holds the analysis ``analyze_run(run, n_probe)`` would leave: its stamp is of this
     analysis version, this probe size and every completed round, and its tables are there."""
-    out = run / "analysis"
-    if not (out / "analysis.json").exists() or not all((out / t).exists() for t in ("rounds.parquet", "units.parquet")):
+    stamp = run.analysis_info()
+    if stamp is None or not run.has_analysis("rounds", "units"):
         return False
-    stamp = read_json(out / "analysis.json")
     return (stamp.get("version") == ANALYSIS_VERSION and stamp.get("n_probe") == n_probe
-            and stamp.get("rounds") == len(completed_rounds(run)))
+            and stamp.get("rounds") == len(run.rounds()))
 
 
 def _flatten(cfg: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -71,7 +69,7 @@ def collect(sweep_dir: Path, n_probe: int = 4096) -> tuple[pd.DataFrame, list[st
     stale (other rounds, version or ``n_probe``) instead of computing it.
     """
     sweep_dir = Path(sweep_dir)
-    runs = sorted(p for p in (sweep_dir / "runs").glob("*") if (p / "run.json").exists())
+    runs = complete_runs(sweep_dir)
     if not runs:
         raise TicketscopeError(f"no completed runs under {sweep_dir / 'runs'}; run `ticketscope sweep` first")
     missing = [run for run in runs if not analysis_is_current(run, n_probe)]
@@ -79,13 +77,13 @@ def collect(sweep_dir: Path, n_probe: int = 4096) -> tuple[pd.DataFrame, list[st
         more = f" and {len(missing) - SHOWN} more" if len(missing) > SHOWN else ""
         raise TicketscopeError(
             f"{len(missing)} of {len(runs)} runs lack a current analysis (none, or one of other rounds, another "
-            f"analysis version or another --n-probe than {n_probe}): {', '.join(map(str, missing[:SHOWN]))}{more}; "
+            f"analysis version or another --n-probe than {n_probe}): {', '.join(str(r.path) for r in missing[:SHOWN])}{more}; "
             f"run `ticketscope analyze RUN_DIR --n-probe {n_probe}` on each, then report again")
     frames, fields = [], []
     for run in runs:
-        flat = _flatten(load_run_config(run).model_dump(mode="json"))
+        flat = _flatten(run.config().model_dump(mode="json"))
         fields.append(flat)
-        df = pd.read_parquet(run / "analysis" / "rounds.parquet")
+        df = run.analysis_table("rounds")
         for k, v in flat.items():
             df[k] = v
         df["run"] = run.name
