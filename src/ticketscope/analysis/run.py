@@ -174,16 +174,17 @@ def _concat(parts: list[dict[str, np.ndarray]]) -> pd.DataFrame:
 def snapshot_measures(run: Path, cfg: RunConfig, ds: Dataset, summaries: list[dict[str, Any]],
                       device: torch.device) -> pd.DataFrame:
     """IPR and spatial localization (:data:`SNAPSHOT_MEASURES`, the same measures as ``units.parquet``'s)
-    of every first-layer unit at every weight snapshot of the given completed rounds, a round's
-    snapshots measured as one batch: columns round, step, samples (seen in the round: step x batch
-    size), unit, ipr, localization."""
+    of every first-layer unit at every weight snapshot of the given completed rounds: columns round,
+    step, samples (seen in the round: step x batch size), unit, ipr, localization.
+
+    Each snapshot is measured alone (a batch of one): stacking a round's snapshots into one batch
+    changes the localization's last bits (its spread reductions), and the stored tables keep theirs."""
     measures = [measure(name) for name in SNAPSHOT_MEASURES]
     rows = []
     for summary in summaries:
-        snaps = load_snapshots(run, summary)
-        W = torch.stack([state["layers.0.weight"] for state in snaps.values()]).to(device).double()
-        cols = measure_batch(LayerBatch(W, ds.input_shape, ds.torus, first=True), measures)
-        for b, step in enumerate(snaps):
+        for step, state in load_snapshots(run, summary).items():
+            W = state["layers.0.weight"].to(device).double()
+            cols = measure_batch(LayerBatch(W[None], ds.input_shape, ds.torus, first=True), measures)
             rows.append(pd.DataFrame({"round": summary["round"], "step": step, "samples": step * cfg.train.batch_size,
-                                      "unit": np.arange(W.shape[1]), **{k: v[b] for k, v in cols.items()}}))
+                                      "unit": np.arange(len(W)), **{k: v[0] for k, v in cols.items()}}))
     return pd.concat(rows, ignore_index=True)
