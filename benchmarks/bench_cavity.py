@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
+from pathlib import Path
 
 for _var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):  # numpy's BLAS in the brute force: one thread
     os.environ.setdefault(_var, "1")
@@ -27,6 +29,9 @@ import numpy as np
 import torch
 
 from ticketscope.metrics import cavity_scores
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from reference import cavity_brute_force  # noqa: E402  (tests/reference.py: the tests' literal definition)
 
 
 def best_time(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
@@ -52,27 +57,23 @@ def problem(K: int, D: int, n: int, device: torch.device, seed: int = 0) -> tupl
     return W.to(device), torch.sign(z).to(device)
 
 
+def kappa(h: np.ndarray) -> float:
+    """Population kurtosis by its formula (the brute force's kernel: scipy's per-call overhead left out)."""
+    c = h - h.mean()
+    c2 = c * c
+    return len(h) * (c2 @ c2) / c2.sum() ** 2
+
+
 def brute_force(W: np.ndarray, X: np.ndarray, rows: np.ndarray, cols: np.ndarray, literal: bool) -> np.ndarray:
     """Kurtosis score of each listed weight, one weight at a time: kappa(h_i') - kappa(h_i), with
-    h_i' = h_i - w_ij x_j, or when ``literal`` recomputed from scratch as X w_i' with w_ij zeroed."""
-    n = X.shape[0]
+    h_i' = h_i - w_ij x_j, or when ``literal`` recomputed from scratch as X w_i' with w_ij zeroed (the
+    tests' :func:`reference.cavity_brute_force`, with the kernel above)."""
+    if literal:
+        return cavity_brute_force(W, X, "kurtosis", weights=(rows, cols), kappa=kappa)
     xt = np.ascontiguousarray(X.T)  # (D, n): x_j contiguous
     ht = W @ xt  # (K, n)
-
-    def removed(i: int, j: int) -> np.ndarray:
-        if not literal:
-            return ht[i] - W[i, j] * xt[j]
-        w = W[i].copy()
-        w[j] = 0.0
-        return X @ w
-
-    def kappa(h: np.ndarray) -> float:
-        c = h - h.mean()
-        c2 = c * c
-        return n * (c2 @ c2) / c2.sum() ** 2
-
     base = {i: kappa(ht[i]) for i in np.unique(rows)}
-    return np.array([kappa(removed(i, j)) - base[i] for i, j in zip(rows, cols)])
+    return np.array([kappa(ht[i] - W[i, j] * xt[j]) - base[i] for i, j in zip(rows, cols)])
 
 
 def part_a(args: argparse.Namespace, device: torch.device) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -21,10 +22,11 @@ from .io import atomic_write_bytes  # noqa: E402
 _SIGNED = matplotlib.colormaps["RdBu_r"].with_extremes(bad="0.82")  # masked (pruned) pixels in grey
 
 
-def save(fig: plt.Figure, path: str | Path, dpi: int = 120) -> Path:
-    """Write ``fig`` as a PNG atomically and close it."""
+def save(fig: plt.Figure, path: str | Path, dpi: int = 120, tight: bool = True) -> Path:
+    """Write ``fig`` as a PNG atomically and close it; ``tight``: cropped to what is drawn (else the
+    figure's own size, for layouts placed in inches)."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight" if tight else None)
     plt.close(fig)
     atomic_write_bytes(path, buf.getvalue())
     return Path(path)
@@ -251,3 +253,74 @@ def emergence(panels: Sequence[tuple[str, pd.DataFrame]], path: str | Path, inpu
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return save(fig, path)
+
+
+EXAMPLES_DPI = 100
+EXAMPLE_CELL = 1.0  # inches per example
+PAD_LEFT, PAD_TOP, MARGIN, GAP = 0.5, 0.7, 0.1, 0.3  # inches: class labels, titles, right/bottom, data|clone
+
+
+def examples_size(num_classes: int, n_per_class: int, blocks: int) -> tuple[float, float]:
+    """(width, height) in inches of :func:`examples_grid`; times ``EXAMPLES_DPI`` gives the PNG's pixel size."""
+    width = PAD_LEFT + blocks * n_per_class * EXAMPLE_CELL + (blocks - 1) * GAP + MARGIN
+    return width, PAD_TOP + num_classes * EXAMPLE_CELL + MARGIN
+
+
+def _fit_title(text: str, width: float, max_size: float = 9.0) -> tuple[str, float]:
+    """Wrap ``text`` to the figure ``width`` (inches) in at most two lines, shrinking the font if
+    needed (a character is ~0.6 em wide; 72 points per inch)."""
+    size = min(max_size, 2 * width * 72 / (0.6 * max(len(text), 1)))
+    return textwrap.fill(text, width=max(int(width * 72 / (0.6 * size)), 1)), size
+
+
+def _example(ax: plt.Axes, x: np.ndarray, vmax: float) -> None:
+    """One example: line plot (1D), grayscale image on [-vmax, vmax] (2D or (1, H, W)), per-image
+    rescaled RGB (3, H, W)."""
+    if x.ndim == 3 and x.shape[0] == 1:
+        x = x[0]
+    if x.ndim == 1:
+        ax.plot(x, lw=0.8, color="k")
+        ax.axhline(0, lw=0.4, color="0.6")
+        ax.set_ylim(-vmax, vmax)
+        ax.set_xlim(0, len(x) - 1)
+    elif x.ndim == 2:
+        ax.imshow(x, cmap="gray", vmin=-vmax, vmax=vmax, interpolation="nearest")
+    else:
+        rgb = np.moveaxis(x, 0, -1)
+        span = rgb.max() - rgb.min()
+        ax.imshow((rgb - rgb.min()) / (span if span > 0 else 1.0), interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def examples_grid(blocks: Sequence[tuple[str, Sequence[np.ndarray]]], path: str | Path, n_per_class: int,
+                  title: str) -> Path:
+    """A PNG grid of examples: one row per class, one block of ``n_per_class`` columns per (label,
+    rows) in ``blocks`` (rows[c]: class c's examples, each shaped like an input), side by side.
+
+    1D inputs are drawn as line plots, 2D as grayscale images and (3, H, W) as RGB. Line plots and
+    grayscale images share one symmetric scale, the 99.5th percentile of |x| over everything drawn.
+    Laid out in inches (:func:`examples_size`) at ``EXAMPLES_DPI``, not cropped; written atomically."""
+    every = np.concatenate([x.ravel() for _, rows in blocks for x in rows])
+    vmax = float(np.percentile(np.abs(every), 99.5)) if every.size else 1.0
+    vmax = vmax if vmax > 0 else 1.0
+    width, height = examples_size(len(blocks[0][1]), n_per_class, len(blocks))
+    fig = plt.figure(figsize=(width, height), dpi=EXAMPLES_DPI)
+    for b, (label, rows) in enumerate(blocks):
+        left = PAD_LEFT + b * (n_per_class * EXAMPLE_CELL + GAP)
+        fig.text((left + n_per_class * EXAMPLE_CELL / 2) / width, 1 - (PAD_TOP - 0.12) / height, label,
+                 ha="center", va="bottom", fontsize=11, weight="bold")
+        for c, examples in enumerate(rows):
+            bottom = height - PAD_TOP - (c + 1) * EXAMPLE_CELL
+            for k in range(n_per_class):
+                ax = fig.add_axes(((left + k * EXAMPLE_CELL + 0.04) / width, (bottom + 0.04) / height,
+                                   (EXAMPLE_CELL - 0.08) / width, (EXAMPLE_CELL - 0.08) / height))
+                if k < len(examples):
+                    _example(ax, examples[k], vmax)
+                else:
+                    ax.set_axis_off()
+                if k == 0:
+                    ax.set_ylabel(f"class {c}", fontsize=9)
+    text, fontsize = _fit_title(title, width)
+    fig.suptitle(text, y=1 - 0.06 / height, va="top", fontsize=fontsize)
+    return save(fig, path, dpi=EXAMPLES_DPI, tight=False)

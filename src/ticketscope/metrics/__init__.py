@@ -9,6 +9,7 @@ from .connectivity import DisplacementHistogram, InDegreeHistogram, displacement
 from .localization import ipr, ipr_null, rf_centre_and_spread, spatial_localization
 from .moments import (ClassKurtosis, NongaussianityNull, class_kurtosis, kurtosis, nongaussianity, nongaussianity_null,
                       pool_classes, preactivations)
+from .nulls import Seeds, row_shuffles
 
 __all__ = [
     "CavityAnalysis",
@@ -32,5 +33,7 @@ __all__ = [
     "pool_classes",
     "preactivations",
     "rf_centre_and_spread",
+    "row_shuffles",
+    "Seeds",
     "spatial_localization",
 ]

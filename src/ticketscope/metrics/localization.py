@@ -5,23 +5,20 @@ exactly zero (any leading batch dimensions work; D is the last axis). Spatial fu
 input ``shape`` whose row-major flattening gives D (see :mod:`ticketscope.metrics.grid`): ``(L,)``,
 ``(H, W)``, or ``(C, H, W)`` with a leading channel axis, whose channels share each pixel's position.
 
-Every random null is seeded through :func:`ticketscope.seeding.generator` and drawn on the CPU, so
-the same seed gives the same numbers on every device. A null's ``seed`` may also be a sequence of B
-seeds for a batch W (B, ..., D) of B layers (e.g. one layer at B rounds of a run): slice W[b] then
-gets exactly the draws of an unbatched call with seed ``seed[b]``, so batching changes no number.
+Every random null is seeded as :mod:`ticketscope.metrics.nulls` describes: the same seed gives the
+same numbers on every device, and a sequence of B seeds for a batch W (B, ..., D) gives slice W[b]
+exactly the draws of an unbatched call with seed ``seed[b]``, so batching changes no number.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
 
 import torch
 
 from ..seeding import generator
 from .grid import Shape, on_pixel_grid
-
-Seeds = int | Sequence[int]
+from .nulls import Seeds, row_shuffles, seeded_slices
 
 
 def ipr(W: torch.Tensor) -> torch.Tensor:
@@ -43,7 +40,7 @@ def ipr_null(W: torch.Tensor, shuffles: int = 32, seed: Seeds = 0) -> torch.Tens
     row, whose mean IPR is exactly 3 / (n + 2) (~3/n); an IPR above it means the surviving weight
     magnitudes are more unequal than random ones. Rows without non-zeros give NaN.
     """
-    seeds, batch = _batched(W, seed)
+    seeds, batch = seeded_slices(W, seed)
     means = []
     for s, w in zip(seeds, batch):
         nnz = (w != 0).sum(-1, keepdim=True).cpu()
@@ -103,27 +100,6 @@ def spatial_localization(
     def spread(V: torch.Tensor) -> torch.Tensor:
         return rf_centre_and_spread(V, shape, torus)[1]
 
-    null = torch.stack([spread(V) for V in _row_shuffles(W, shuffles, seed, "spatial_localization")]).mean(0)
+    null = torch.stack([spread(V) for V in row_shuffles(W, shuffles, seed, "spatial_localization")]).mean(0)
     ratio = spread(W) / null
     return torch.where((W != 0).sum(-1) >= 2, ratio, torch.nan)
-
-
-def _row_shuffles(W: torch.Tensor, shuffles: int, seed: Seeds, stream: str) -> Iterator[torch.Tensor]:
-    """``shuffles`` copies of W, each row's entries independently and uniformly permuted (seeded;
-    a sequence of seeds seeds each slice of the batch W (B, ..., D) on its own)."""
-    if shuffles < 1:
-        raise ValueError(f"shuffles must be >= 1, got {shuffles}")
-    seeds, batch = _batched(W, seed)
-    gens = [generator(stream, s) for s in seeds]
-    for _ in range(shuffles):
-        u = torch.stack([torch.rand(batch.shape[1:], generator=g, dtype=torch.float64) for g in gens])
-        yield batch.gather(-1, u.argsort(dim=-1).to(W.device)).reshape(W.shape)
-
-
-def _batched(W: torch.Tensor, seed: Seeds) -> tuple[list[int], torch.Tensor]:
-    """(seeds, W as a batch of slices): ([seed], W[None]) for one seed, (seed, W) for one per slice of W."""
-    if isinstance(seed, int):
-        return [seed], W[None]
-    if W.dim() < 2 or len(seed) != W.shape[0]:
-        raise ValueError(f"a sequence of seeds needs one per slice of W (B, ..., D), got {len(seed)} for {tuple(W.shape)}")
-    return list(seed), W

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .localization import Seeds, _row_shuffles
+from .nulls import Seeds, row_shuffles
 
 BLOCK_ELEMENTS = 2**17  # float64 elements (1 MiB) per temporary: moments are reduced block by block, in cache
 
@@ -97,7 +97,7 @@ def nongaussianity_null(W: torch.Tensor, X: torch.Tensor, y: torch.Tensor, num_c
     B: layer b gets the shuffles of its unbatched call with ``seed[b]``); results are then (C, B, K), (B, K).
     """
     C, D = int(y.max()) + 1 if num_classes is None else num_classes, W.shape[-1]
-    V = torch.stack(list(_row_shuffles(W, shuffles, seed, "nongaussianity_null")))  # (shuffles, ..., K, D)
+    V = torch.stack(list(row_shuffles(W, shuffles, seed, "nongaussianity_null")))  # (shuffles, ..., K, D)
     if X.dim() == 2:  # one product for every shuffle of every unit
         kappa = _projected_kurtosis(V.reshape(-1, D), X, y, C).reshape(C, shuffles, *W.shape[:-1])
     else:  # every layer its own inputs

@@ -7,14 +7,13 @@ import torch
 from scipy import stats
 
 from conftest import TINY, merge
-from ticketscope.analysis import SAMPLES_PER_GROUP, analyze_run
-from ticketscope.config import load_run_config, parse_config
+from reference import per_round_tables
+from ticketscope.analysis import analyze_run
+from ticketscope.analysis import run as analysis_run
+from ticketscope.config import parse_config
 from ticketscope.data import make_dataset
 from ticketscope.io import load_tensors
-from ticketscope.metrics import (cavity_analysis, cavity_groups, class_cavity_scores, class_kurtosis, ipr, ipr_null,
-                                 nongaussianity, nongaussianity_null, spatial_localization)
-from ticketscope.models import FCN
-from ticketscope.runs import completed_rounds, load_round_file, round_dir, run_experiment
+from ticketscope.runs import round_dir, run_experiment
 from ticketscope.seeding import derive_seed
 
 
@@ -143,63 +142,6 @@ def test_stored_localization_ipr_null_and_cavity_scores_match_independent_recomp
     assert rounds.loc[(1, "layers.0"), "cavity_removed_mean"] == pytest.approx(np.mean(scores), rel=1e-8)
 
 
-def per_round_tables(run, n_probe: int) -> dict[str, pd.DataFrame]:
-    """The units, rounds and cavity tables recomputed the unbatched way, one (round, layer) at a time, straight
-    from the metric functions: what analyze_run's batching over rounds must reproduce, seeds included."""
-    cfg = load_run_config(run)
-    ds = make_dataset(cfg.data)
-    X, y = ds.test(n_probe, seed=derive_seed(cfg.seed, "analysis-probe"))
-    C = ds.num_classes
-    done = completed_rounds(run)
-    states = [load_round_file(run, s, "final.safetensors") for s in done]
-    model = FCN(ds.input_dim, C, cfg.model).eval()
-    layers = [f"layers.{i}" for i in sorted(cfg.prune.layers if cfg.prune.layers is not None else range(len(cfg.model.hidden)))]
-    units, rounds, cavity = [], [], []
-    for r, state in enumerate(states):
-        model.load_state_dict(state)
-        with torch.no_grad():
-            inputs = model.layer_inputs(X)
-        for name in layers:
-            i = int(name.split(".")[1])
-            W, x = state[f"{name}.weight"].double(), inputs[i].double()
-            ck = class_kurtosis(x @ W.T, y, C)
-            null = nongaussianity_null(W, x, y, C, seed=derive_seed(cfg.seed, "ng-null", r, name))
-            u = {"round": r, "layer": name, "unit": np.arange(len(W)), "in_degree": (W != 0).sum(1).numpy(),
-                 "ipr": ipr(W).numpy(), "ipr_null": ipr_null(W).numpy(), "kappa": ck.overall.numpy(),
-                 "kappa_pooled": ck.pooled.numpy(), "ng": nongaussianity(ck.overall).numpy(),
-                 "ng_pooled": ck.ng_pooled.numpy(), "ng_null": null.pooled.numpy(),
-                 "ng_excess": (ck.ng_pooled - null.pooled).numpy(),
-                 "localization": (spatial_localization(W, ds.input_shape, ds.torus) if i == 0
-                                  else torch.full((len(W),), torch.nan, dtype=torch.float64)).numpy()}
-            for c in range(C):
-                u |= {f"kappa_class{c}": ck.per_class[c].numpy(), f"ng_class{c}": nongaussianity(ck.per_class[c]).numpy(),
-                      f"ng_null_class{c}": null.per_class[c].numpy()}
-            u = pd.DataFrame(u)
-            units.append(u)
-            alive = u[u["in_degree"] > 0]
-            row = {"round": r, "layer": name, "density": done[r]["layer_density"][name],
-                   "test_accuracy": done[r]["test_accuracy"], "connected": len(alive) / len(u)}
-            for col in ["ipr", "ipr_null", "localization", "kappa", "kappa_pooled", "ng", "ng_pooled", "ng_null", "ng_excess",
-                        *[f"{k}_class{c}" for k in ("kappa", "ng", "ng_null") for c in range(C)]]:
-                row[col] = alive[col].mean()
-            row["ipr_max"] = alive["ipr"].max()
-            if r + 1 < len(states):
-                scores = class_cavity_scores(W, x, y, C)
-                mask, mask_next, seed = state[f"{name}.mask"], states[r + 1][f"{name}.mask"], derive_seed(cfg.seed, "cavity", r)
-                a = cavity_analysis(scores, W, mask, mask_next, seed=seed)
-                row |= {f"cavity_{g}_{k}": v for g in ("removed", "kept", "random") for k, v in vars(getattr(a, g)).items()}
-                row |= {"cavity_spearman_abs_w": a.spearman_abs_w,
-                        "cavity_removed_minus_random": a.removed.mean - a.random.mean}
-                pick = torch.Generator().manual_seed(seed)
-                for group, v in cavity_groups(scores, mask, mask_next, seed=seed).items():
-                    v = v[v.isfinite()]
-                    v = v[torch.randperm(len(v), generator=pick)[:SAMPLES_PER_GROUP]]
-                    cavity.append(pd.DataFrame({"round": r, "layer": name, "group": group, "score": v.numpy()}))
-            rounds.append(row)
-    return {"units": pd.concat(units, ignore_index=True), "rounds": pd.DataFrame(rounds),
-            "cavity": pd.concat(cavity, ignore_index=True)}
-
-
 def assert_tables_equal(out, expected: dict[str, pd.DataFrame]) -> None:
     """Every column of every stored table equals the expected one: float columns to 1e-10 relative, with 1e-12
     absolute for values that are differences of O(1) kurtoses cancelling to ~0 (ng near 0, cavity scores)."""
@@ -212,12 +154,10 @@ def assert_tables_equal(out, expected: dict[str, pd.DataFrame]) -> None:
     {"model": {"batchnorm": True}, "prune": {"rounds": 2}},  # batch norm: even the first layer's inputs do
     {"data": {"xis": [1.0, 2.0, 4.0]}, "prune": {"rounds": 2, "layers": [1, 2]}},  # three classes; readout pruned
 ])
-def test_batched_tables_equal_the_per_round_computation(analyzed, tmp_path, update):
+def test_batched_tables_equal_the_per_round_computation(analyzed, tmp_path, update, monkeypatch):
     """analyze_run measures each layer at all rounds at once; every column of its tables equals the per-round
-    computation with the metric functions (the nulls' random placements and the cavity's random groups included),
-    and does not depend on how many rounds share a batch."""
-    from ticketscope import analysis
-
+    computation with the metric functions (tests/reference.py: the nulls' random placements and the cavity's
+    random groups included), and does not depend on how many rounds share a batch."""
     if update:
         cfg = parse_config(merge(TINY, {"model": {"hidden": [16, 8]}, **update}))
         run = tmp_path / "r"
@@ -227,8 +167,35 @@ def test_batched_tables_equal_the_per_round_computation(analyzed, tmp_path, upda
         _, run, out = analyzed
     expected = per_round_tables(run, 512)
     assert_tables_equal(out, expected)
-    analysis.BATCH_ELEMENTS, default = 1, analysis.BATCH_ELEMENTS  # one round a batch
-    try:
-        assert_tables_equal(analyze_run(run, n_probe=512, figures=False, force=True), expected)
-    finally:
-        analysis.BATCH_ELEMENTS = default
+    monkeypatch.setattr(analysis_run, "BATCH_ELEMENTS", 1)  # one round a batch
+    assert_tables_equal(analyze_run(run, n_probe=512, figures=False, force=True), expected)
+
+
+def test_analysis_status_names_why_a_stored_analysis_is_stale(tmp_path):
+    """None exactly when analyze_run would return the stored analysis without computing; else one reason."""
+    import json
+    import shutil
+
+    from ticketscope.analysis import ANALYSIS_VERSION, analysis_status
+
+    assert analysis_status(tmp_path) == "not a run directory (no config.yaml)"
+    run = tmp_path / "r"
+    run_experiment(parse_config(merge(TINY, {"prune": {"rounds": 1}})), run, progress=False)
+    assert analysis_status(run) == "no analysis"
+    out = analyze_run(run, n_probe=256, figures=False)
+    assert analysis_status(run, n_probe=256) is None
+    assert analysis_status(run) == "made with n_probe 256, not 4096"
+    before = (out / "units.parquet").stat().st_mtime_ns
+    assert analyze_run(run, n_probe=256) == out and (out / "units.parquet").stat().st_mtime_ns == before  # current
+    stamp = json.loads((out / "analysis.json").read_text())
+    (out / "analysis.json").write_text(json.dumps({**stamp, "rounds": 1}))
+    assert analysis_status(run, n_probe=256) == "made for 1 rounds, the run has 2"
+    (out / "analysis.json").write_text(json.dumps({k: v for k, v in stamp.items() if k != "version"}))
+    assert analysis_status(run, n_probe=256) == f"analysis version 1, this code writes version {ANALYSIS_VERSION}"
+    (out / "analysis.json").write_text(json.dumps(stamp))
+    (out / "cavity.parquet").unlink()
+    assert analysis_status(run, n_probe=256) == "cavity.parquet missing"
+    analyze_run(run, n_probe=256, figures=False)
+    assert analysis_status(run, n_probe=256) is None
+    shutil.rmtree(run / "rounds" / "000")
+    assert analysis_status(run, n_probe=256) == "no completed round"

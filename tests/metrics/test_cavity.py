@@ -7,39 +7,12 @@ import pytest
 import scipy.stats
 import torch
 
+from reference import cavity_brute_force as brute_force
 from ticketscope.metrics import cavity as cavity_module
 from ticketscope.metrics import cavity_analysis, cavity_groups, cavity_scores
 
 N = 1003  # the chunk size 97 below does not divide it
 CONSTANT = 1 / 3  # constant input column of the random data: its float64 mean over chunks is inexact
-
-
-def kappa_reference(h: np.ndarray) -> float:
-    """scipy's population kurtosis; NaN when h is constant up to the rounding of X @ w.
-
-    Removing a unit's last live weight leaves h' identically zero or constant; numpy's matmul may
-    round identical rows differently at ~1e-16 relative, so constancy is ptp <= 1e-12 * max|h|.
-    """
-    if np.ptp(h) <= 1e-12 * np.abs(h).max():
-        return np.nan
-    return scipy.stats.kurtosis(h, fisher=False, bias=True)
-
-
-def brute_force(W: np.ndarray, X: np.ndarray, kind: str) -> np.ndarray:
-    """For every (i, j): set w_ij = 0, recompute h_i = X w_i from scratch and its kurtosis."""
-    K, D = W.shape
-    out = np.empty((K, D))
-    for i in range(K):
-        kappa = kappa_reference(X @ W[i])
-        for j in range(D):
-            w = W[i].copy()
-            w[j] = 0.0
-            kappa_removed = kappa_reference(X @ w)
-            if kind == "kurtosis":
-                out[i, j] = kappa_removed - kappa
-            else:
-                out[i, j] = abs(kappa_removed - 3) - abs(kappa - 3)
-    return out
 
 
 def random_data(seed: int = 0) -> torch.Tensor:
