@@ -42,7 +42,7 @@ from ticketscope.config import parse_config  # noqa: E402
 from ticketscope.experiments.presets import preset_path  # noqa: E402
 from ticketscope.io import write_json, write_table  # noqa: E402
 from ticketscope.provenance import provenance  # noqa: E402
-from ticketscope.runs import completed_rounds, run_experiment  # noqa: E402
+from ticketscope.runs import RunDir, run_experiment# noqa: E402
 
 TABLES = ("units", "rounds", "cavity")
 
@@ -59,7 +59,7 @@ def per_round_analysis(run: Path, out: Path, n_probe: int = 4096) -> None:
     """The reference analysis of ``run`` (one (round, layer) at a time), its tables written into ``out``."""
     for table, frame in per_round_tables(run, n_probe).items():
         write_table(out / f"{table}.parquet", frame)
-    write_json(out / "analysis.json", {"rounds": len(completed_rounds(run)), "n_probe": n_probe,
+    write_json(out / "analysis.json", {"rounds": len(RunDir(run).rounds()), "n_probe": n_probe,
                                        "provenance": provenance("cpu")})
 
 
@@ -96,7 +96,7 @@ def main() -> None:
         for table in TABLES:
             pd.testing.assert_frame_equal(pd.read_parquet(batched / f"{table}.parquet"),
                                           pd.read_parquet(reference / f"{table}.parquet"), rtol=1e-10, atol=1e-12)
-        rounds = len(completed_rounds(run))
+        rounds = len(RunDir(run).rounds())
         t = best_times(fns, args.repeats)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; demo-sized run of {rounds} rounds;"
           f" the two analyses' tables agree")

@@ -38,12 +38,12 @@ def tiny() -> dict[str, Any]:
 def kill_cli_run_after_round(config_path: Path, out: Path, round_: int = 1) -> list[str]:
     """Start `ticketscope run CONFIG --out OUT` in a real subprocess, SIGKILL it once round ``round_`` is
     complete (mid-run), check it did not finish, and return the command that resumes it."""
-    from ticketscope.runs import round_dir
+    from ticketscope.runs import RunDir
 
     cmd = [sys.executable, "-m", "ticketscope.cli", "run", str(config_path), "--out", str(out), "--quiet"]
     proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONPATH": str(SRC)})
     deadline = time.time() + 120
-    while not (round_dir(out, round_) / "round.json").exists():
+    while not (RunDir(out).round_dir(round_) / "round.json").exists():
         assert time.time() < deadline and proc.poll() is None, "run ended before it could be killed"
         time.sleep(0.01)
     time.sleep(0.05)

@@ -28,7 +28,7 @@ from ticketscope.data import make_dataset
 from ticketscope.metrics import (cavity_analysis, cavity_groups, class_cavity_scores, class_kurtosis, ipr, ipr_null,
                                  nongaussianity, nongaussianity_null, spatial_localization)
 from ticketscope.models import FCN
-from ticketscope.runs import completed_rounds, load_round_file
+from ticketscope.runs import RunDir
 from ticketscope.seeding import derive_seed
 
 
@@ -41,8 +41,8 @@ def per_round_tables(run: Path, n_probe: int) -> dict[str, pd.DataFrame]:
     X, y = ds.test(n_probe if ds.test_size is None else min(n_probe, ds.test_size),
                    seed=derive_seed(cfg.seed, "analysis-probe"))
     C = ds.num_classes
-    done = completed_rounds(run)
-    states = [load_round_file(run, s, "final.safetensors") for s in done]
+    done = RunDir(run).rounds()
+    states = [RunDir(run).load(s, "final.safetensors") for s in done]
     model = FCN(ds.input_dim, C, cfg.model).eval()
     layers = [f"layers.{i}" for i in sorted(cfg.prune.layers if cfg.prune.layers is not None else range(len(cfg.model.hidden)))]
     units, rounds, cavity = [], [], []

@@ -12,7 +12,7 @@ from conftest import TINY, merge
 from ticketscope.config import parse_config
 from ticketscope.errors import TicketscopeError
 from ticketscope.io import load_tensors
-from ticketscope.runs import round_dir, run_experiment
+from ticketscope.runs import RunDir, run_experiment
 from ticketscope.seeding import derive_seed
 from ticketscope.training import evaluate
 
@@ -26,7 +26,7 @@ def test_open_run_reads_what_the_run_wrote(tmp_path):
     assert run.config == cfg and run.rounds == [0, 1, 2] and run.complete
     assert run.provenance["ticketscope"] == ticketscope.__version__ and run.provenance["threads"] == torch.get_num_threads()
     assert run.summary.equals(summary)
-    final = load_tensors(round_dir(tmp_path / "r", 1) / "final.safetensors")
+    final = load_tensors(RunDir(tmp_path / "r").round_dir(1) / "final.safetensors")
     assert torch.equal(run.weights(1)["layers.0"], final["layers.0.weight"])
     assert torch.equal(run.masks(1)["layers.0"], final["layers.0.mask"])
     X, y = run.dataset().test(cfg.data.n_test, seed=derive_seed(cfg.seed, "data"))

@@ -7,7 +7,7 @@ import torch
 from conftest import TINY, merge
 from ticketscope.config import parse_config
 from ticketscope.io import load_tensors
-from ticketscope.runs import round_dir, run_experiment
+from ticketscope.runs import RunDir, run_experiment
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
 def _final(tmp_path, name, device):
     cfg = parse_config(merge(TINY, {"device": device, "prune": {"rounds": 1}}))
     run_experiment(cfg, tmp_path / name, progress=False)
-    return load_tensors(round_dir(tmp_path / name, 0) / "final.safetensors")
+    return load_tensors(RunDir(tmp_path / name).round_dir(0) / "final.safetensors")
 
 
 def test_gpu_round_matches_cpu_and_repeats(tmp_path):

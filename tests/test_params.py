@@ -15,7 +15,7 @@ from ticketscope import data, pruning
 from ticketscope.config import Params, RunConfig, dump_config, load_config, load_run_config, parse_config
 from ticketscope.errors import TicketscopeError
 from ticketscope.io import load_tensors
-from ticketscope.runs import round_dir, run_experiment
+from ticketscope.runs import RunDir, run_experiment
 
 PLUGIN = '''
 import torch
@@ -92,8 +92,8 @@ def test_a_rule_gets_its_validated_params_and_they_change_what_it_does(tmp_path,
     assert cfg.prune.params == Extreme(largest=False)
     run_experiment(cfg, tmp_path / "r", progress=False)
     assert seen == [Extreme(largest=False)]
-    W = load_tensors(round_dir(tmp_path / "r", 0) / "final.safetensors")["layers.0.weight"].abs().flatten()
-    mask = load_tensors(round_dir(tmp_path / "r", 1) / "masks.safetensors")["layers.0"].bool().flatten()
+    W = load_tensors(RunDir(tmp_path / "r").round_dir(0) / "final.safetensors")["layers.0.weight"].abs().flatten()
+    mask = load_tensors(RunDir(tmp_path / "r").round_dir(1) / "masks.safetensors")["layers.0"].bool().flatten()
     assert int(mask.sum()) == round(0.8 * W.numel())
     assert W[mask].max() <= W[~mask].min()  # the smallest weights survive, as largest: false asks
     # the run's config.yaml holds the parameters and gives back the same config
@@ -107,7 +107,7 @@ def test_a_plugin_data_set_gets_its_validated_params(tmp_path, plugin):
     assert data.make_dataset(parse_config(merge(TINY, {"data": {"name": "ring"}})).data).xis == (1.0, 4.0)  # default
     res = cli_run(cfg, tmp_path, plugin)  # the plugin reaches the CLI through TICKETSCOPE_PLUGINS
     assert res.returncode == 0, res.stderr
-    assert load_tensors(round_dir(tmp_path / "r", 0) / "final.safetensors")["layers.0.weight"].shape == (16, 16)
+    assert load_tensors(RunDir(tmp_path / "r").round_dir(0) / "final.safetensors")["layers.0.weight"].shape == (16, 16)
     saved = yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())
     assert saved["data"]["params"] == {"wide": 8.0} and saved["prune"]["params"] is None
     assert load_run_config(tmp_path / "r") == parse_config(cfg)

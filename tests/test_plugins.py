@@ -12,7 +12,7 @@ import yaml
 
 from conftest import TINY, merge
 from ticketscope.io import load_tensors
-from ticketscope.runs import round_dir
+from ticketscope.runs import RunDir
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,8 +33,8 @@ def test_readme_rule_registers_and_prunes_by_its_score(tmp_path):
                          env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     # round 1 keeps exactly the 80% of layer-0 weights largest relative to their row norm squared (brute force)
-    W = load_tensors(round_dir(tmp_path / "r", 0) / "final.safetensors")["layers.0.weight"].double()
-    mask = load_tensors(round_dir(tmp_path / "r", 1) / "masks.safetensors")["layers.0"].bool().flatten()
+    W = load_tensors(RunDir(tmp_path / "r").round_dir(0) / "final.safetensors")["layers.0.weight"].double()
+    mask = load_tensors(RunDir(tmp_path / "r").round_dir(1) / "masks.safetensors")["layers.0"].bool().flatten()
     score = {p: (W.abs() / W.norm(dim=1, keepdim=True) ** p).flatten() for p in (1, 2)}
     assert int(mask.sum()) == round(0.8 * W.numel())
     assert score[2][mask].min() >= score[2][~mask].max()
@@ -78,7 +78,7 @@ def test_a_plugin_data_set_is_chosen_by_name(tmp_path):
                           str(tmp_path / "cfg.yaml"), "--out", str(tmp_path / "r"), "--quiet"], env=env,
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
-    W = load_tensors(round_dir(tmp_path / "r", 0) / "final.safetensors")["layers.0.weight"]
+    W = load_tensors(RunDir(tmp_path / "r").round_dir(0) / "final.safetensors")["layers.0.weight"]
     assert W.shape == (16, 16)  # a 1D ring of 16 pixels, as the plugin's factory builds it
 
 
@@ -88,7 +88,7 @@ def test_a_rule_declares_what_it_needs_and_gets_it(tmp_path):
     from ticketscope.config import parse_config
     from ticketscope.data import make_dataset
     from ticketscope.pruning import RULES, keep_top, register
-    from ticketscope.runs import run_experiment
+    from ticketscope.runs import RunDir, run_experiment
     from ticketscope.seeding import derive_seed
 
     seen = {}
@@ -105,7 +105,7 @@ def test_a_rule_declares_what_it_needs_and_gets_it(tmp_path):
         del RULES["input-variance"]
     X, y = make_dataset(cfg.data).train(256, seed=derive_seed(cfg.seed, "probe"))
     assert torch.equal(seen["inputs"], X) and torch.equal(seen["labels"], y)
-    mask = load_tensors(round_dir(tmp_path / "r", 1) / "masks.safetensors")["layers.0"]
+    mask = load_tensors(RunDir(tmp_path / "r").round_dir(1) / "masks.safetensors")["layers.0"]
     assert int(mask.sum()) == round(0.8 * mask.numel())
     with pytest.raises(ValueError, match="a rule may need dense_weights, probe"):
         register("bad", needs=("gradients",))

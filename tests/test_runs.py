@@ -15,7 +15,7 @@ from conftest import SRC, TINY, kill_cli_run_after_round, merge
 from ticketscope.config import load_config, load_run_config, parse_config
 from ticketscope.errors import TicketscopeError
 from ticketscope.io import exclusive_lock, load_tensors
-from ticketscope.runs import completed_rounds, round_dir, run_experiment
+from ticketscope.runs import RunDir, run_experiment
 from ticketscope.seeding import generator
 
 
@@ -45,20 +45,20 @@ def _assert_same_run(a: Path, b: Path) -> None:
 def test_imp_rounds_densities_and_rewind(tmp_path):
     table, run = _run(tmp_path, "imp")
     assert list(table["round"]) == [0, 1, 2, 3]
-    for r, s in enumerate(completed_rounds(run)):
+    for r, s in enumerate(RunDir(run).rounds()):
         n = 16 * 64  # first layer: 16 units x 64 pixels; the readout is not pruned
         assert abs(s["layer_density"]["layers.0"] * n - n * 0.8**r) <= 1
-    rewind = load_tensors(round_dir(run, 0) / "rewind.safetensors")
-    init = load_tensors(round_dir(run, 0) / "start.safetensors")
+    rewind = load_tensors(RunDir(run).round_dir(0) / "rewind.safetensors")
+    init = load_tensors(RunDir(run).round_dir(0) / "start.safetensors")
     assert torch.equal(rewind["layers.0.weight"], init["layers.0.weight"])  # rewind to init
     for r in (1, 2, 3):
-        start = load_tensors(round_dir(run, r) / "start.safetensors")
-        final = load_tensors(round_dir(run, r) / "final.safetensors")
+        start = load_tensors(RunDir(run).round_dir(r) / "start.safetensors")
+        final = load_tensors(RunDir(run).round_dir(r) / "final.safetensors")
         mask = start["layers.0.mask"]
         assert torch.equal(start["layers.0.weight"], rewind["layers.0.weight"] * mask)  # exact rewind
         assert torch.equal(start["layers.1.weight"], rewind["layers.1.weight"])  # readout unpruned
         assert torch.all(final["layers.0.weight"][mask == 0] == 0)
-        prev = load_tensors(round_dir(run, r - 1) / "final.safetensors")
+        prev = load_tensors(RunDir(run).round_dir(r - 1) / "final.safetensors")
         alive = prev["layers.0.mask"].bool()
         kept = mask.bool()
         # IMP keeps exactly the largest |w| among the previous round's survivors
@@ -67,12 +67,12 @@ def test_imp_rounds_densities_and_rewind(tmp_path):
 
 def test_late_rewinding_restores_step_k(tmp_path):
     _, run = _run(tmp_path, "late", {"prune": {"rewind": "step", "rewind_step": 20, "rounds": 1}})
-    rewind = load_tensors(round_dir(run, 0) / "rewind.safetensors")
-    init = load_tensors(round_dir(run, 0) / "start.safetensors")
+    rewind = load_tensors(RunDir(run).round_dir(0) / "rewind.safetensors")
+    init = load_tensors(RunDir(run).round_dir(0) / "start.safetensors")
     assert not torch.equal(rewind["layers.0.weight"], init["layers.0.weight"])
-    start = load_tensors(round_dir(run, 1) / "start.safetensors")
+    start = load_tensors(RunDir(run).round_dir(1) / "start.safetensors")
     assert torch.equal(start["layers.0.weight"], rewind["layers.0.weight"] * start["layers.0.mask"])
-    assert completed_rounds(run)[1]["steps"] == 60 - 20
+    assert RunDir(run).rounds()[1]["steps"] == 60 - 20
 
 
 @pytest.mark.parametrize("scope", ["layerwise", "global"])
@@ -80,21 +80,21 @@ def test_baselines_match_imp_densities(tmp_path, scope):
     two = {"model": {"hidden": [16, 12]}, "prune": {"scope": scope, "rounds": 2, "n_probe": 256}}
     methods = ("imp", "oneshot", "random", "cavity")
     runs = {m: _run(tmp_path, m, merge(two, {"prune": {"method": m}}))[1] for m in methods}
-    dens = {m: [s["layer_density"] for s in completed_rounds(r)] for m, r in runs.items()}
+    dens = {m: [s["layer_density"] for s in RunDir(r).rounds()] for m, r in runs.items()}
     if scope == "layerwise":
         assert dens["imp"] == dens["oneshot"] == dens["random"] == dens["cavity"]
-    totals = {m: [s["density"] for s in completed_rounds(r)] for m, r in runs.items()}
+    totals = {m: [s["density"] for s in RunDir(r).rounds()] for m, r in runs.items()}
     for m in runs:  # overall prunable density: (1-p)^r within one weight
         n = 16 * 64 + 12 * 16
         assert all(abs(d * n - n * 0.8**r) <= 1 for r, d in enumerate(totals[m]))
     # one-shot keeps the largest |w| of the *dense* trained network
-    dense = load_tensors(round_dir(runs["oneshot"], 0) / "final.safetensors")["layers.0.weight"].abs()
-    mask = load_tensors(round_dir(runs["oneshot"], 2) / "masks.safetensors")["layers.0"].bool()
+    dense = load_tensors(RunDir(runs["oneshot"]).round_dir(0) / "final.safetensors")["layers.0.weight"].abs()
+    mask = load_tensors(RunDir(runs["oneshot"]).round_dir(2) / "masks.safetensors")["layers.0"].bool()
     if scope == "layerwise":
         assert dense[mask].min() >= dense[~mask].max()
     # random pruning keeps the positions with the highest of its fixed seeded uniform scores: the masks are
     # nested, so round 2 keeps exactly the round(N 0.8^2) best scores of all N positions (layerwise)
-    rmask = load_tensors(round_dir(runs["random"], 2) / "masks.safetensors")["layers.0"].bool()
+    rmask = load_tensors(RunDir(runs["random"]).round_dir(2) / "masks.safetensors")["layers.0"].bool()
     if scope == "layerwise":
         cfg_seed = load_run_config(runs["random"]).seed
         u = torch.rand(rmask.shape, generator=generator(cfg_seed, "random-prune", "layers.0"))
@@ -142,8 +142,8 @@ def test_corrupt_checkpoint_is_named(tmp_path):
     _, run = _run(tmp_path, "c", {"prune": {"rounds": 1}})
     # as if killed during round 1: round 1 must be redone from round 0's checkpoints
     (run / "run.json").unlink()
-    (round_dir(run, 1) / "round.json").unlink()
-    final = round_dir(run, 0) / "final.safetensors"
+    (RunDir(run).round_dir(1) / "round.json").unlink()
+    final = RunDir(run).round_dir(0) / "final.safetensors"
     data = bytearray(final.read_bytes())
     data[-3] ^= 0xFF
     final.write_bytes(bytes(data))
@@ -174,7 +174,7 @@ def test_config_errors_name_the_field(tmp_path):
 
 
 def test_busy_run_inside_an_ensemble_is_reported_and_the_others_finish(tmp_path):
-    from ticketscope.runs import run_ensemble
+    from ticketscope.runs import RunDir, run_ensemble
 
     cfgs = [parse_config(merge(TINY, {"seed": s, "threads": 1, "prune": {"rounds": 1}})) for s in (0, 1)]
     with exclusive_lock(tmp_path / "busy"):

@@ -26,7 +26,7 @@ from ticketscope.data.clone import GaussianClone
 from ticketscope.data.stream import BLOCK, real_fourier_basis
 from ticketscope.errors import TicketscopeError
 from ticketscope.io import load_tensors, read_json
-from ticketscope.runs import _claim_directory, run_experiment
+from ticketscope.runs import RunDir, run_experiment
 
 CASES = {
     "nlgp-1d": dict(L=64, dim=1, xis=(2.0, 5.0), gain=10.0),  # the demo's data
@@ -270,19 +270,19 @@ def test_claim_directory_adopts_the_stream_a_directory_began_with(tmp_path: Path
     legacy = tmp_path / "legacy"
     legacy.mkdir()
     (legacy / "config.yaml").write_text(legacy_yaml(parse_config(tiny)))
-    cfg = _claim_directory(legacy, parse_config(tiny))  # stream not set: adopt version 1
+    cfg = RunDir(legacy).claim(parse_config(tiny))  # stream not set: adopt version 1
     assert cfg.data.stream == 1 and cfg.digest() == parse_config({**tiny, "data": {**tiny["data"], "stream": 1}}).digest()
     assert yaml.safe_load((legacy / "config.yaml").read_text())["data"]["stream"] == 1
-    assert _claim_directory(legacy, parse_config(tiny)).data.stream == 1  # and again, from the rewritten file
+    assert RunDir(legacy).claim(parse_config(tiny)).data.stream == 1  # and again, from the rewritten file
     with pytest.raises(TicketscopeError, match="different config"):
-        _claim_directory(legacy, parse_config({**tiny, "data": {**tiny["data"], "stream": 2}}))
+        RunDir(legacy).claim(parse_config({**tiny, "data": {**tiny["data"], "stream": 2}}))
     fresh = tmp_path / "fresh"
     fresh.mkdir()
-    assert _claim_directory(fresh, parse_config(tiny)).data.stream == 2
+    assert RunDir(fresh).claim(parse_config(tiny)).data.stream == 2
     assert yaml.safe_load((fresh / "config.yaml").read_text())["data"]["stream"] == 2
-    assert _claim_directory(fresh, parse_config(tiny)).data.stream == 2
+    assert RunDir(fresh).claim(parse_config(tiny)).data.stream == 2
     with pytest.raises(TicketscopeError, match="different config"):
-        _claim_directory(fresh, parse_config({**tiny, "data": {**tiny["data"], "stream": 1}}))
+        RunDir(fresh).claim(parse_config({**tiny, "data": {**tiny["data"], "stream": 1}}))
 
 
 def final_weights(out: Path, r: int) -> torch.Tensor:

@@ -124,14 +124,16 @@ def show(run_dir: Path = typer.Argument(..., help="run directory"),
 
 
 @app.command()
-def analyze(run_dir: Path = typer.Argument(..., help="run directory"),
+def analyze(run_dirs: list[Path] = typer.Argument(..., help="run directories (e.g. SWEEP/runs/*)"),
             n_probe: int = typer.Option(4096, "--n-probe", help="held-out probe samples"),
             force: bool = typer.Option(False, "--force", help="recompute even if up to date")) -> None:
-    """Measure every round of a run (localization, kurtosis, cavity) and write tables and figures."""
+    """Measure every round of runs (localization, kurtosis, cavity) and write tables and figures; an
+    analysis that is already current is kept unless --force."""
     from .analysis import analyze_run
 
-    out = analyze_run(run_dir, n_probe=n_probe, force=force)
-    typer.echo(f"tables and figures in {out}")
+    for run_dir in run_dirs:
+        out = analyze_run(run_dir, n_probe=n_probe, force=force)
+        typer.echo(f"tables and figures in {out}")
 
 
 def _sweep_source(name_or_path: str) -> Path:
@@ -185,7 +187,7 @@ def sweep(sweep_file: str = typer.Argument(..., help="sweep YAML, or a preset na
 @app.command()
 def report(sweep_dir: Path = typer.Argument(..., help="sweep directory"),
            n_probe: int = typer.Option(4096, "--n-probe", help="held-out probe samples per run")) -> None:
-    """Analyze every run of a sweep and write the claims report (HTML + Markdown) with figures."""
+    """Write the claims report (HTML + Markdown) with figures from the stored analyses of a sweep's runs."""
     from .experiments.report import build_report
     from .experiments.sweep import load_sweep
 

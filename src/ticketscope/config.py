@@ -58,7 +58,7 @@ class DataConfig(_Strict):
     ``stream`` versions the synthetic sample streams (``ticketscope.data.stream``). A run keeps the
     version it began with: a run directory's config.yaml written before the field existed has no
     ``stream`` key and holds a version-1 run, which a config that does not set ``stream`` resumes on
-    version 1 (``runs._claim_directory``). In ``RunConfig.digest()`` version 1 is left out, so a
+    version 1 (``RunDir.claim``). In ``RunConfig.digest()`` version 1 is left out, so a
     version-1 config hashes exactly as before the field existed, and every other version is hashed:
     existing sweep directories keep their run names and are continued only by a sweep that asks for
     ``data.stream: 1``; a sweep run again with the default gets new directories on version 2, so no

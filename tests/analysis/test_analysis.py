@@ -13,7 +13,7 @@ from ticketscope.analysis import run as analysis_run
 from ticketscope.config import parse_config
 from ticketscope.data import make_dataset
 from ticketscope.io import load_tensors
-from ticketscope.runs import round_dir, run_experiment
+from ticketscope.runs import RunDir, run_experiment
 from ticketscope.seeding import derive_seed
 
 
@@ -32,7 +32,7 @@ def test_tables_match_direct_recomputation(analyzed):
     assert sorted(rounds["round"]) == [0, 0, 1, 1, 2, 2]  # layers.0 and layers.1, three rounds
     X, y = make_dataset(cfg.data).test(512, seed=derive_seed(cfg.seed, "analysis-probe"))
     X, y = X.double().numpy(), y.numpy()
-    final = load_tensors(round_dir(run, 2) / "final.safetensors")
+    final = load_tensors(RunDir(run).round_dir(2) / "final.safetensors")
     W = final["layers.0.weight"].double().numpy()
     h = X @ W.T  # bias excluded
     u = units[(units["round"] == 2) & (units["layer"] == "layers.0")].sort_values("unit")
@@ -54,8 +54,8 @@ def test_tables_match_direct_recomputation(analyzed):
 def test_cavity_groups_follow_the_next_round(analyzed):
     _, run, out = analyzed
     rounds = pd.read_parquet(out / "rounds.parquet").set_index(["round", "layer"])
-    m0 = load_tensors(round_dir(run, 0) / "masks.safetensors")["layers.0"]
-    m1 = load_tensors(round_dir(run, 1) / "masks.safetensors")["layers.0"]
+    m0 = load_tensors(RunDir(run).round_dir(0) / "masks.safetensors")["layers.0"]
+    m1 = load_tensors(RunDir(run).round_dir(1) / "masks.safetensors")["layers.0"]
     assert rounds.loc[(0, "layers.0"), "cavity_removed_count"] == int((m0.bool() & ~m1.bool()).sum())
     assert rounds.loc[(0, "layers.0"), "cavity_kept_count"] == int(m1.sum())
     assert np.isnan(rounds.loc[(2, "layers.0"), "cavity_removed_count"])  # no next round
@@ -114,7 +114,7 @@ def test_stored_localization_ipr_null_and_cavity_scores_match_independent_recomp
     rng = np.random.default_rng(0)
     units = pd.read_parquet(out / "units.parquet")
     u = units[(units["round"] == 1) & (units["layer"] == "layers.0")].sort_values("unit")
-    W = load_tensors(round_dir(run, 1) / "final.safetensors")["layers.0.weight"].double().numpy()
+    W = load_tensors(RunDir(run).round_dir(1) / "final.safetensors")["layers.0.weight"].double().numpy()
     for w, loc in zip(W, u["localization"]):
         null = np.array([_torus_spread(rng.permutation(w), 8) for _ in range(3000)])
         se = _torus_spread(w, 8) / null.mean() ** 2 * null.std() / np.sqrt(8)
@@ -126,8 +126,8 @@ def test_stored_localization_ipr_null_and_cavity_scores_match_independent_recomp
         assert abs(stored - 3 / (k + 2)) < 4.5 * draws.std() / np.sqrt(32)
     X, y = make_dataset(cfg.data).test(512, seed=derive_seed(cfg.seed, "analysis-probe"))
     X, y = X.double().numpy(), y.numpy()
-    m1 = load_tensors(round_dir(run, 1) / "masks.safetensors")["layers.0"].bool().numpy()
-    m2 = load_tensors(round_dir(run, 2) / "masks.safetensors")["layers.0"].bool().numpy()
+    m1 = load_tensors(RunDir(run).round_dir(1) / "masks.safetensors")["layers.0"].bool().numpy()
+    m2 = load_tensors(RunDir(run).round_dir(2) / "masks.safetensors")["layers.0"].bool().numpy()
 
     def pooled(w):
         h = X @ w

@@ -20,7 +20,7 @@ from ticketscope.data import make_dataset
 from ticketscope.errors import TicketscopeError
 from ticketscope.io import load_tensors
 from ticketscope.metrics import ipr, spatial_localization
-from ticketscope.runs import completed_rounds, load_snapshots, round_dir, run_ensemble, run_experiment
+from ticketscope.runs import RunDir, run_ensemble, run_experiment
 from ticketscope.training import snapshot_steps
 
 SNAP = {"threads": 1, "train": {"snapshots": 5}, "prune": {"rounds": 1}}
@@ -45,12 +45,12 @@ def snap_run(tmp_path_factory):
 
 def test_snapshots_are_stored_checksummed_and_consistent(snap_run):
     cfg, run = snap_run
-    done = completed_rounds(run)
+    done = RunDir(run).rounds()
     assert len(done) == 2
     for summary in done:
-        d = round_dir(run, summary["round"])
+        d = RunDir(run).round_dir(summary["round"])
         assert "snapshots.safetensors" in summary["files"]
-        snaps = load_snapshots(run, summary)
+        snaps = RunDir(run).snapshots(summary)
         assert tuple(snaps) == snapshot_steps(5, 60) == (0, 1, 3, 8, 22, 60)
         start = load_tensors(d / "start.safetensors")
         final = load_tensors(d / "final.safetensors")
@@ -65,18 +65,18 @@ def test_snapshots_are_stored_checksummed_and_consistent(snap_run):
     bad = run.parent / "bad"
     import shutil
     shutil.copytree(run, bad)
-    path = round_dir(bad, 0) / "snapshots.safetensors"
+    path = RunDir(bad).round_dir(0) / "snapshots.safetensors"
     data = bytearray(path.read_bytes())
     data[-1] ^= 1
     path.write_bytes(bytes(data))
     with pytest.raises(TicketscopeError, match="snapshots.safetensors"):
-        load_snapshots(bad, completed_rounds(bad)[0])
+        RunDir(bad).snapshots(RunDir(bad).rounds()[0])
 
 
 def test_no_snapshots_by_default(tmp_path):
     run_experiment(parse_config(merge(TINY, {"prune": {"rounds": 0}})), tmp_path / "r", progress=False)
-    assert "snapshots.safetensors" not in completed_rounds(tmp_path / "r")[0]["files"]
-    assert not (round_dir(tmp_path / "r", 0) / "snapshots.safetensors").exists()
+    assert "snapshots.safetensors" not in RunDir(tmp_path / "r").rounds()[0]["files"]
+    assert not (RunDir(tmp_path / "r").round_dir(0) / "snapshots.safetensors").exists()
 
 
 def test_snapshots_bit_identical_alone_and_in_an_ensemble(tmp_path, snap_run):
@@ -87,15 +87,15 @@ def test_snapshots_bit_identical_alone_and_in_an_ensemble(tmp_path, snap_run):
     items = [(cfg, tmp_path / "a")] + [(parse_config(c), tmp_path / f"o{i}") for i, c in enumerate(others)]
     run_ensemble(items, progress=False)
     for r in (0, 1):
-        assert (round_dir(tmp_path / "a", r) / "snapshots.safetensors").read_bytes() == \
-            (round_dir(alone, r) / "snapshots.safetensors").read_bytes()
+        assert (RunDir(tmp_path / "a").round_dir(r) / "snapshots.safetensors").read_bytes() == \
+            (RunDir(alone).round_dir(r) / "snapshots.safetensors").read_bytes()
     # late rewinding: round 1 starts at step 5 and snapshots from there
-    assert tuple(load_snapshots(tmp_path / "o2", completed_rounds(tmp_path / "o2")[1])) == (5, 8, 22, 60)
+    assert tuple(RunDir(tmp_path / "o2").snapshots(RunDir(tmp_path / "o2").rounds()[1])) == (5, 8, 22, 60)
     solo = tmp_path / "solo"
     run_experiment(parse_config(others[2]), solo, progress=False)
     for r in (0, 1):
-        assert (round_dir(solo, r) / "snapshots.safetensors").read_bytes() == \
-            (round_dir(tmp_path / "o2", r) / "snapshots.safetensors").read_bytes()
+        assert (RunDir(solo).round_dir(r) / "snapshots.safetensors").read_bytes() == \
+            (RunDir(tmp_path / "o2").round_dir(r) / "snapshots.safetensors").read_bytes()
 
 
 def test_kill_and_resume_redoes_snapshots_bit_identically(tmp_path):
@@ -108,7 +108,7 @@ def test_kill_and_resume_redoes_snapshots_bit_identically(tmp_path):
     cmd = kill_cli_run_after_round(path, killed)
     subprocess.run(cmd, env={**os.environ, "PYTHONPATH": str(SRC)}, check=True)
     for r in range(5):
-        a, b = round_dir(ref, r), round_dir(killed, r)
+        a, b = RunDir(ref).round_dir(r), RunDir(killed).round_dir(r)
         assert (a / "snapshots.safetensors").read_bytes() == (b / "snapshots.safetensors").read_bytes(), r
         ja, jb = (json.loads((x / "round.json").read_text()) for x in (a, b))
         assert ja["files"] == jb["files"]
@@ -122,7 +122,7 @@ def test_analysis_of_snapshots(snap_run):
     assert len(df) == 2 * 6 * 16
     ds = make_dataset(cfg.data)
     for r in (0, 1):
-        for step, state in load_snapshots(run, completed_rounds(run)[r]).items():
+        for step, state in RunDir(run).snapshots(RunDir(run).rounds()[r]).items():
             W = state["layers.0.weight"].double()
             rows = df[(df["round"] == r) & (df["step"] == step)].sort_values("unit")
             assert (rows["samples"] == step * cfg.train.batch_size).all()

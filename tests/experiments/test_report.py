@@ -1,15 +1,18 @@
 """Sweep report: joined table, claims judged by paired t + Holm on every context, HTML rendering."""
 
 import json
+import os
 import re
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
 
-from conftest import TINY, merge
+from conftest import SRC, TINY, merge
 from ticketscope.experiments import report
 from ticketscope import plots
 from ticketscope.errors import TicketscopeError
@@ -230,12 +233,20 @@ def test_a_run_without_a_current_analysis_is_named_not_computed(sweep_dir, tmp_p
     with pytest.raises(TicketscopeError) as e:
         build_report(copy)
     text = str(e.value)
-    assert text.startswith("1 of 8 runs lack a current analysis") and str(runs[1]) in text
-    assert "run `ticketscope analyze RUN_DIR --n-probe 4096` on each" in text
+    assert text.startswith("1 of 8 runs lack a current analysis") and f"{runs[1]} (no analysis)" in text
+    command = f"ticketscope analyze {copy / 'runs'}/* --n-probe 4096"
+    assert f"`{command}`" in text
     assert not (runs[1] / "analysis").exists() and not (copy / "report").exists()  # nothing was computed
     stamp = json.loads((runs[2] / "analysis" / "analysis.json").read_text())
     (runs[2] / "analysis" / "analysis.json").write_text(json.dumps({**stamp, "version": -1}))
     with pytest.raises(TicketscopeError, match=r"^2 of 8 runs"):
         collect(copy)
-    with pytest.raises(TicketscopeError, match=r"^8 of 8 runs .*: .*, .*, .* and 5 more; .*--n-probe 100`"):
+    with pytest.raises(TicketscopeError, match=r"^8 of 8 runs .*made with n_probe 4096, not 100.*; and 5 more\. "
+                                               r".*--n-probe 100`"):
         collect(sweep_dir, n_probe=100)
+    shutil.rmtree(runs[2] / "analysis")  # the command the error names fills in exactly the missing analyses
+    before = (runs[0] / "analysis" / "rounds.parquet").stat().st_mtime_ns
+    subprocess.run([sys.executable, "-m", "ticketscope.cli", "analyze", *map(str, runs), "--n-probe", "4096"],
+                   check=True, capture_output=True, env={**os.environ, "PYTHONPATH": str(SRC)})
+    assert (runs[0] / "analysis" / "rounds.parquet").stat().st_mtime_ns == before
+    assert len(collect(copy)[0]) == len(collect(sweep_dir)[0])

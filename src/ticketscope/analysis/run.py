@@ -14,13 +14,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..config import RunConfig, load_run_config
+from ..config import RunConfig
 from ..data import Dataset, make_dataset
 from ..errors import TicketscopeError
-from ..io import read_json, write_json, write_table
 from ..models import FCN, layer_index
 from ..provenance import provenance
-from ..runs import completed_rounds, load_round_file, load_snapshots, prunable_layers, resolve_device
+from ..device import resolve_device
+from ..runs import RunDir, prunable_layers
 from ..seeding import derive_seed
 from .figures import write_figures
 from .measures import (ANALYSIS_VERSION, LayerBatch, batched_cavity_scores, cavity_rows, measure, measure_batch,
@@ -42,11 +42,11 @@ def _snapshot_rounds(done: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [s for s in done if "snapshots.safetensors" in s["files"]]
 
 
-def _status(out: Path, done: list[dict[str, Any]], n_probe: int) -> str | None:
-    """Why the analysis in ``out`` of the completed rounds ``done`` is not current (None: it is)."""
-    if not (out / "analysis.json").exists():
+def _status(store: RunDir, done: list[dict[str, Any]], n_probe: int) -> str | None:
+    """Why the stored analysis of the completed rounds ``done`` is not current (None: it is)."""
+    stored = store.analysis_info()
+    if stored is None:
         return "no analysis"
-    stored = read_json(out / "analysis.json")
     version = stored.get("version", 1)
     if version != ANALYSIS_VERSION:
         return f"analysis version {version}, this code writes version {ANALYSIS_VERSION}"
@@ -54,8 +54,8 @@ def _status(out: Path, done: list[dict[str, Any]], n_probe: int) -> str | None:
         return f"made for {stored.get('rounds')} rounds, the run has {len(done)}"
     if stored.get("n_probe") != n_probe:
         return f"made with n_probe {stored.get('n_probe')}, not {n_probe}"
-    tables = [f"{t}.parquet" for t in TABLES] + (["snapshots.parquet"] if _snapshot_rounds(done) else [])
-    missing = [t for t in tables if not (out / t).exists()]
+    tables = [*TABLES, *(["snapshots"] if _snapshot_rounds(done) else [])]
+    missing = [f"{t}.parquet" for t in tables if not store.has_analysis(t)]
     return f"{', '.join(missing)} missing" if missing else None
 
 
@@ -63,48 +63,45 @@ def analysis_status(run_dir: str | Path, n_probe: int = 4096) -> str | None:
     """None when ``run_dir``'s stored analysis is current (what :func:`analyze_run` with this
     ``n_probe`` would return without computing), else one short reason: no analysis, made for another
     number of rounds, an older version, another ``n_probe``, a table missing, or no run to analyze."""
-    run = Path(run_dir)
-    if not (run / "config.yaml").exists():
+    store = RunDir(run_dir)
+    if not store.exists():
         return "not a run directory (no config.yaml)"
-    done = completed_rounds(run)
-    return _status(run / "analysis", done, n_probe) if done else "no completed round"
+    done = store.rounds()
+    return _status(store, done, n_probe) if done else "no completed round"
 
 
 def analyze_run(run_dir: str | Path, n_probe: int = 4096, figures: bool = True, force: bool = False) -> Path:
     """Measure every completed round of the run in ``run_dir``; return the analysis folder.
 
     A current analysis (:func:`analysis_status`) is returned as it is unless ``force``."""
-    run = Path(run_dir)
-    if not (run / "config.yaml").exists():
-        raise TicketscopeError(f"{run} is not a run directory (no config.yaml); give the --out of `ticketscope run`")
-    out = run / "analysis"
-    done = completed_rounds(run)
+    store = RunDir(run_dir).require()
+    out = store.analysis_dir
+    done = store.rounds()
     if not done:
-        raise TicketscopeError(f"{run} has no completed round yet; run `ticketscope run` first")
-    stale = _status(out, done, n_probe)
+        raise TicketscopeError(f"{store.path} has no completed round yet; run `ticketscope run` first")
+    stale = _status(store, done, n_probe)
     if not force and stale is None:
         return out
     if stale is not None and stale.startswith("analysis version"):
-        log.warning("%s: recomputing an analysis of version %s with version %s", run,
-                    read_json(out / "analysis.json").get("version", 1), ANALYSIS_VERSION)
-    cfg = load_run_config(run)
+        log.warning("%s: recomputing: %s", store.path, stale)
+    cfg = store.config()
     device = resolve_device(cfg.device)
     ds = make_dataset(cfg.data)
     X, y = probe_set(ds, n_probe, derive_seed(cfg.seed, "analysis-probe"))
     order = y.argsort(stable=True)  # classes in contiguous blocks: the per-class moments need no gather
     X, y = X[order].to(device), y[order].to(device)
-    states = [load_round_file(run, s, "final.safetensors") for s in done]
+    states = [store.load(s, "final.safetensors") for s in done]
     units_df, rounds_df, cavity_df = measure_rounds(cfg, ds, done, states, X, y)
     for name, table in zip(TABLES, (units_df, rounds_df, cavity_df)):
-        write_table(out / f"{name}.parquet", table)
+        store.write_analysis_table(name, table)
     snap_rounds = _snapshot_rounds(done)
-    snaps = snapshot_measures(run, cfg, ds, snap_rounds, device) if snap_rounds else None
+    snaps = snapshot_measures(store, cfg, ds, snap_rounds, device) if snap_rounds else None
     if snaps is not None:
-        write_table(out / "snapshots.parquet", snaps)
+        store.write_analysis_table("snapshots", snaps)
     if figures:
         write_figures(cfg, ds, states, units_df, rounds_df, cavity_df, out, snaps)
     stamp = {"rounds": len(done), "n_probe": n_probe, "version": ANALYSIS_VERSION}
-    write_json(out / "analysis.json", {**stamp, "probe_size": len(X), "input_shape": list(ds.input_shape),
+    store.write_analysis_info({**stamp, "probe_size": len(X), "input_shape": list(ds.input_shape),
                                        "torus": ds.torus, "provenance": provenance(device)})
     return out
 
@@ -171,7 +168,7 @@ def _concat(parts: list[dict[str, np.ndarray]]) -> pd.DataFrame:
     return pd.DataFrame({col: np.concatenate([p[col] for p in parts]) for col in parts[0]})
 
 
-def snapshot_measures(run: Path, cfg: RunConfig, ds: Dataset, summaries: list[dict[str, Any]],
+def snapshot_measures(store: RunDir, cfg: RunConfig, ds: Dataset, summaries: list[dict[str, Any]],
                       device: torch.device) -> pd.DataFrame:
     """IPR and spatial localization (:data:`SNAPSHOT_MEASURES`, the same measures as ``units.parquet``'s)
     of every first-layer unit at every weight snapshot of the given completed rounds: columns round,
@@ -182,7 +179,7 @@ def snapshot_measures(run: Path, cfg: RunConfig, ds: Dataset, summaries: list[di
     measures = [measure(name) for name in SNAPSHOT_MEASURES]
     rows = []
     for summary in summaries:
-        for step, state in load_snapshots(run, summary).items():
+        for step, state in store.snapshots(summary).items():
             W = state["layers.0.weight"].to(device).double()
             cols = measure_batch(LayerBatch(W[None], ds.input_shape, ds.torus, first=True), measures)
             rows.append(pd.DataFrame({"round": summary["round"], "step": step, "samples": step * cfg.train.batch_size,

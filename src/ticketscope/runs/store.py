@@ -186,6 +186,13 @@ class RunDir:
         write_json(self.round_dir(summary["round"]) / ROUND, summary)
         write_table(self.path / METRICS, self.summary_table(cfg))
 
+    def write_analysis_table(self, table: str, df: pd.DataFrame) -> None:
+        write_table(self.analysis_dir / f"{table}.parquet", df)
+
+    def write_analysis_info(self, stamp: dict[str, Any]) -> None:
+        """The analysis stamp, written after its tables (a reader trusts tables only under a current stamp)."""
+        write_json(self.analysis_dir / "analysis.json", stamp)
+
     def finish(self, cfg: RunConfig, rounds: int, reason: str, provenance: dict[str, Any]) -> pd.DataFrame:
         """Mark the run complete (metrics refreshed, then run.json); return its summary table."""
         table = self.summary_table(cfg)

@@ -15,9 +15,9 @@ from .build import build_report
 from .claims import CLAIMS, EMERGENCE, SPECS, TREND, Claim, ClaimSpec, arm, claims, gain_differences, per_seed
 from .figures import condition_curves, emergence_figure, gain_figure, rf_comparison
 from .render import seed_ranges, to_html, to_markdown
-from .table import CLONE, FIRST, GAIN, METHOD, SEED, analysis_is_current, collect, field_path
+from .table import CLONE, FIRST, GAIN, METHOD, SEED, collect, field_path
 
 __all__ = ["CLAIMS", "CLONE", "EMERGENCE", "FIRST", "GAIN", "METHOD", "SEED", "SPECS", "TREND", "Claim", "ClaimSpec",
-           "analysis_is_current", "arm", "build_report", "claims", "collect", "condition_curves", "emergence_figure",
+           "arm", "build_report", "claims", "collect", "condition_curves", "emergence_figure",
            "field_path", "gain_differences", "gain_figure", "per_seed", "rf_comparison", "seed_ranges", "to_html",
            "to_markdown"]

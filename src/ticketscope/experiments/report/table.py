@@ -1,7 +1,7 @@
 """The report's table: every complete run's stored analysis joined with its flattened config.
 
 The report reads and never computes: each run's ``analysis/rounds.parquet`` must be current
-(:func:`analysis_is_current`), as the sweep worker leaves it; runs without one are named in one error
+(:func:`ticketscope.analysis.analysis_status`), as the sweep worker leaves it; runs without one are named in one error
 with the command that fills them in. Also the helpers every other part of the report shares: the
 config columns the claims key on (checked against :class:`~ticketscope.config.RunConfig` at import),
 and grouping rows into conditions and contexts.
@@ -16,10 +16,10 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel
 
-from ...analysis import ANALYSIS_VERSION
+from ...analysis import analysis_status
 from ...config import RunConfig
 from ...errors import TicketscopeError
-from ...runs import RunDir, complete_runs
+from ...runs import complete_runs
 
 SHOWN = 3  # run directories named in the error for runs without a current analysis
 
@@ -42,16 +42,6 @@ GAIN = field_path("data", "gain")
 SEED = field_path("seed")
 
 
-def analysis_is_current(run: RunDir, n_probe: int) -> bool:
-    """Whether ``run`` holds the analysis ``analyze_run(run, n_probe)`` would leave: its stamp is of this
-    analysis version, this probe size and every completed round, and its tables are there."""
-    stamp = run.analysis_info()
-    if stamp is None or not run.has_analysis("rounds", "units"):
-        return False
-    return (stamp.get("version") == ANALYSIS_VERSION and stamp.get("n_probe") == n_probe
-            and stamp.get("rounds") == len(run.rounds()))
-
-
 def _flatten(cfg: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in cfg.items():
@@ -72,13 +62,14 @@ def collect(sweep_dir: Path, n_probe: int = 4096) -> tuple[pd.DataFrame, list[st
     runs = complete_runs(sweep_dir)
     if not runs:
         raise TicketscopeError(f"no completed runs under {sweep_dir / 'runs'}; run `ticketscope sweep` first")
-    missing = [run for run in runs if not analysis_is_current(run, n_probe)]
-    if missing:
-        more = f" and {len(missing) - SHOWN} more" if len(missing) > SHOWN else ""
+    stale = {run: why for run in runs if (why := analysis_status(run.path, n_probe)) is not None}
+    if stale:
+        shown = "; ".join(f"{run.path} ({why})" for run, why in list(stale.items())[:SHOWN])
+        more = f"; and {len(stale) - SHOWN} more" if len(stale) > SHOWN else ""
         raise TicketscopeError(
-            f"{len(missing)} of {len(runs)} runs lack a current analysis (none, or one of other rounds, another "
-            f"analysis version or another --n-probe than {n_probe}): {', '.join(str(r.path) for r in missing[:SHOWN])}{more}; "
-            f"run `ticketscope analyze RUN_DIR --n-probe {n_probe}` on each, then report again")
+            f"{len(stale)} of {len(runs)} runs lack a current analysis: {shown}{more}. The report only reads "
+            f"analyses; fill them in with `ticketscope analyze {sweep_dir / 'runs'}/* --n-probe {n_probe}` "
+            "(current ones are skipped), then report again")
     frames, fields = [], []
     for run in runs:
         flat = _flatten(run.config().model_dump(mode="json"))
