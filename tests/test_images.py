@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import ast
 import gzip
-from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +10,6 @@ import pytest
 from pydantic import ValidationError
 import torch
 
-import ticketscope.data
 from ticketscope.config import DataConfig
 from ticketscope.data import make_dataset
 from ticketscope.data.images import Cifar10, IdxImages, data_root
@@ -228,19 +225,3 @@ def test_registered_image_data_sets_build_with_options(tmp_path: Path) -> None:
     assert isinstance(natural, NaturalPatches) and natural.input_shape == (12, 12)
     with pytest.raises(ValidationError, match="no data set named 'imagenet'; the registered data sets are cifar10"):
         DataConfig(name="imagenet")
-
-
-def test_data_modules_import_each_other_without_a_cycle() -> None:
-    """images and natural once imported each other. Every relative import between the modules of
-    ticketscope.data, at the top or inside a function, read from the source: no cycle (the package's
-    __init__ is left out: a package importing its own modules is no cycle)."""
-    graph = {}
-    for path in Path(ticketscope.data.__file__).parent.glob("*.py"):
-        imports = [node for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.ImportFrom) and node.level == 1]
-        graph[path.stem] = {node.module.split(".")[0] if node.module else alias.name
-                            for node in imports for alias in node.names} - {"__init__"}
-    assert {"images", "natural", "features"} <= graph.keys() and "features" in graph["natural"]
-    try:
-        TopologicalSorter({m: deps for m, deps in graph.items() if m != "__init__"}).prepare()
-    except CycleError as e:
-        pytest.fail(f"import cycle in ticketscope.data: {e.args[1]}")

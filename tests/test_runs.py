@@ -174,7 +174,7 @@ def test_config_errors_name_the_field(tmp_path):
 
 
 def test_busy_run_inside_an_ensemble_is_reported_and_the_others_finish(tmp_path):
-    from ticketscope.runs import RunDir, run_ensemble
+    from ticketscope.runs import run_ensemble
 
     cfgs = [parse_config(merge(TINY, {"seed": s, "threads": 1, "prune": {"rounds": 1}})) for s in (0, 1)]
     with exclusive_lock(tmp_path / "busy"):

@@ -77,7 +77,6 @@ def test_analyze_survives_runs_without_measurable_receptive_fields(tmp_path, upd
 def test_an_older_analysis_version_is_recomputed_and_provenance_recorded(analyzed, caplog):
     import json
 
-    import torch
 
     from ticketscope.analysis import ANALYSIS_VERSION
 
