@@ -21,7 +21,7 @@ from ticketscope.errors import TicketscopeError
 from ticketscope.io import load_tensors
 from ticketscope.metrics import ipr, spatial_localization
 from ticketscope.runs import completed_rounds, load_snapshots, round_dir, run_ensemble, run_experiment
-from ticketscope.training import snapshot_steps
+from ticketscope.engine import snapshot_steps
 
 SNAP = {"threads": 1, "train": {"snapshots": 5}, "prune": {"rounds": 1}}
 

@@ -40,14 +40,13 @@ import torch
 
 from .config import RunConfig, dump_config, load_config, load_run_config
 from .data import Dataset, make_dataset
-from .ensemble import Member, ensemble_key, train_ensemble
+from .engine import BatchSource, Member, ensemble_key, evaluate, snapshot_steps, train_ensemble
 from .errors import TicketscopeError
 from .io import atomic_write_text, exclusive_lock, load_tensors, read_json, save_tensors, write_json, write_table
 from .models import FCN, layer_index
 from .provenance import provenance
 from .pruning import RULE_NEEDS, RULES, PruneContext, connected_fraction, densities, survivor_targets
 from .seeding import derive_seed, generator
-from .training import BatchSource, evaluate, snapshot_steps
 
 
 def resolve_device(name: str) -> torch.device:
@@ -264,9 +263,9 @@ class _Run:
 
         steps = snapshot_steps(cfg.train.snapshots, plan.total, plan.start)
         return Member(cfg.model, cfg.train, plan.state, self.data.batches, plan.r, label=f"run {self.out}",
-                      snapshot_at=rewind_at, on_snapshot=snapshot if rewind_at is not None else None,
+                      rewind_at=rewind_at, on_rewind_point=snapshot if rewind_at is not None else None,
                       on_eval=lambda step, state: self._record(plan.r, step, state),
-                      record_at=steps, on_record=record if steps else None)
+                      snapshot_steps=steps, on_snapshot=record if steps else None)
 
     def _record(self, r: int, step: int, state: dict[str, torch.Tensor]) -> None:
         self.model.load_state_dict(state)

@@ -373,7 +373,7 @@ def _tasks(jobs: list[Job], workers: int, ensemble: bool) -> list[Task]:
     worker gets a share; one job per task without ``ensemble``."""
     if not ensemble:
         return [(job,) for job in jobs]
-    from ..ensemble import plan_ensembles
+    from ..engine import plan_ensembles
 
     groups = plan_ensembles([job.config for job in jobs], max_runs=-(-len(jobs) // workers))
     return [tuple(jobs[i] for i in group) for group in groups]
