@@ -28,6 +28,7 @@ in one process on the same machine.
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -37,12 +38,14 @@ import torch
 
 from ticketscope.analysis import analyze_run
 from ticketscope.config import ModelConfig, RunConfig, TrainConfig
-from ticketscope.ensemble import Member, train_ensemble
+from ticketscope.engine import BatchSource, Member, train_ensemble
 from ticketscope.experiments.presets import preset_path
 from ticketscope.experiments.sweep import load_sweep
 from ticketscope.models import FCN
 from ticketscope.runs import run_ensemble
-from ticketscope.training import BatchSource
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from helpers import autograd_train  # noqa: E402  (the test suite's autograd reference)
 
 
 def demo_configs(steps: int, rounds: int) -> list[RunConfig]:
@@ -74,28 +77,16 @@ def time_arm(configs: list[RunConfig], together: bool) -> tuple[float, float, fl
 
 
 def previous_trainer_step_seconds(cfg: RunConfig, steps: int) -> float:
-    """Seconds per step of the trainer before ensembles (autograd on one FCN, a mini-batch drawn
-    per step, a host sync per step for the divergence check), on one demo run: for scale."""
+    """Seconds per step of training without ensembles (autograd on one FCN, a mini-batch drawn
+    per step, a host sync per step for the divergence check: the test suite's reference
+    ``helpers.autograd_train``), on one demo run: for scale."""
     from ticketscope.runs import RunData
-    from ticketscope.training import loss_fn, lr_factor, make_optimizer
 
     data = RunData.build(cfg, torch.device("cpu"))
     model = FCN(data.dataset.input_dim, data.dataset.num_classes, cfg.model)
     model.reset_parameters(torch.Generator().manual_seed(0))
-    opt = make_optimizer(model, cfg.train)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: lr_factor(i, steps, cfg.train))
-    model.train()
     t = time.perf_counter()
-    for step in range(steps):
-        X, y = data.batches.batch(step)
-        loss = loss_fn(model(X), y, cfg.train.loss)
-        if not torch.isfinite(loss):
-            raise RuntimeError("diverged")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        model.apply_masks()
+    autograd_train(model, data.batches, cfg.train, 0, steps)
     return (time.perf_counter() - t) / steps
 
 
@@ -172,11 +163,11 @@ def main() -> None:
               f"{(wo + ao) / (we + ae):7.2f} x   (target >= 5x)")
         run_steps = len(configs) * args.steps * (args.rounds + 1)
         prev = min(previous_trainer_step_seconds(configs[0], args.steps) for _ in range(args.repeat)) * run_steps
-        print(f"  for scale, one at a time through the trainer before ensembles (autograd, a batch drawn per step):")
+        print(f"  for scale, one at a time through autograd (the tests' reference trainer, a batch drawn per step):")
         print(f"                    training {prev:7.2f} s (per-step cost of one demo run x {run_steps} run-steps)"
               f" = {prev / te:.1f} x the ensemble's")
         print(f"  per run-step:     ensemble {te / run_steps * 1e6:.1f} us, one at a time {to / run_steps * 1e6:.1f} us, "
-              f"previous trainer {prev / run_steps * 1e6:.1f} us")
+              f"autograd {prev / run_steps * 1e6:.1f} us")
 
     print(f"\n(b) training cost per run-step, demo network 64-32-2, batch 128, fixed training sets")
     print(f"  {'runs':>4} {'engine us/run-step':>19} {'bare bmm us/run-step':>21} {'ratio':>6}")

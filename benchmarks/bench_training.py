@@ -14,15 +14,20 @@ the ~1 s import of ``torch._dynamo`` by the first optimizer if it were not kept 
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import torch
 
 from ticketscope.config import ModelConfig, TrainConfig, parse_config
+from ticketscope.engine import BatchSource
 from ticketscope.models import FCN
 from ticketscope.runs import run_experiment
-from ticketscope.training import BatchSource, train
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from helpers import train  # noqa: E402  (the test suite's single-FCN adapter over the engine)
 
 
 def gemm_flops(batch: int, dim: int, reps: int) -> float:

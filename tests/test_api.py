@@ -14,7 +14,7 @@ from ticketscope.errors import TicketscopeError
 from ticketscope.io import load_tensors
 from ticketscope.runs import RunDir, run_experiment
 from ticketscope.seeding import derive_seed
-from ticketscope.training import evaluate
+from ticketscope.engine import evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -23,7 +23,7 @@ FLOORS = [
     {"config", "metrics"},
     {"data", "pruning", "plots"},
     {"models"},
-    {"engine", "ensemble", "training"},
+    {"engine"},
     {"runs"},
     {"analysis"},
     {"experiments"},

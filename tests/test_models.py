@@ -1,6 +1,7 @@
-"""Model options for Ingrosso & Goldt's committee machine (meanfield scaling, fixed readout,
-alternating biases): validated config, FCN init and forward, and the ensemble engine's hand-written
-gradients against autograd on the FCN."""
+"""The network's tables (each activation's derivative and each loss's gradient against autograd,
+the batch-norm constants against torch's), model options for Ingrosso & Goldt's committee machine
+(meanfield scaling, fixed readout, alternating biases): validated config, FCN init and forward, and
+the ensemble engine's hand-written gradients against autograd on the FCN."""
 
 from __future__ import annotations
 
@@ -12,11 +13,58 @@ import pytest
 import torch
 
 from conftest import TINY, merge
+from helpers import autograd_train
 from ticketscope.config import ModelConfig, TrainConfig, parse_config
-from ticketscope.ensemble import Member, StackedFCN, ensemble_key, train_ensemble
+from ticketscope.engine import BatchSource, Member, ensemble_key, train_ensemble
 from ticketscope.errors import TicketscopeError
-from ticketscope.models import FCN
-from ticketscope.training import BatchSource, loss_fn
+from ticketscope.models import (ACTIVATIONS, BN_EPS, BN_MOMENTUM, FCN, LOSSES, layer_scales, loss_gradient,
+                                softmax_into)
+
+
+# --- the tables ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", sorted(ACTIVATIONS))
+def test_each_activation_and_its_derivative(name):
+    """``into`` is ``fn`` bit for bit; ``backward`` is autograd's d fn(h)/dh times the incoming
+    gradient, also on strided (engine-like) views."""
+    act = ACTIVATIONS[name]
+    g = torch.Generator().manual_seed(0)
+    h = (torch.randn(3, 7, 5, generator=g) * 2).requires_grad_(True)
+    da = torch.randn(3, 7, 5, generator=g)
+    a = act.fn(h)
+    (expected,) = torch.autograd.grad(a, h, da)
+    h, a = h.detach(), a.detach()
+    store = torch.zeros(3, 48)
+    out = store.as_strided((3, 7, 5), (48, 5, 1))  # a padded per-run view, as the engine's buffers
+    act.into(h, out)
+    assert torch.equal(out, a)
+    act.backward(da, a, h, out)
+    torch.testing.assert_close(out, expected, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("C", [2, 3, 10, 17])
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_each_loss_gradient_is_autograds(name, C):
+    g = torch.Generator().manual_seed(C)
+    z = torch.randn(32, C, generator=g).requires_grad_(True)
+    y = torch.randint(0, C, (32,), generator=g)
+    (expected,) = torch.autograd.grad(LOSSES[name].fn(z, y), z)
+    torch.testing.assert_close(loss_gradient(z.detach(), y, name), expected, atol=1e-7, rtol=1e-5)
+
+
+@pytest.mark.parametrize("C", [2, 5, 16, 17, 40])
+def test_softmax_into_is_torch_softmax(C):
+    z = torch.randn(4, 6, C, generator=torch.Generator().manual_seed(C)) * 5
+    out = torch.empty_like(z)
+    softmax_into(z, out)
+    torch.testing.assert_close(out, torch.softmax(z, -1), atol=1e-7, rtol=1e-6)
+
+
+def test_batchnorm_constants_are_the_fcns_and_scales():
+    net = FCN(9, 2, ModelConfig(hidden=(4,), batchnorm=True))
+    assert all((m.eps, m.momentum) == (BN_EPS, BN_MOMENTUM) for m in net.norms)
+    assert layer_scales([16, 4], "meanfield") == [0.25, 1.0]  # the readout is never scaled
+    assert layer_scales([16, 4], "standard") == [1.0, 1.0]
 
 
 def test_defaults_keep_digests_and_options_are_validated():
@@ -96,15 +144,7 @@ def test_engine_gradients_match_autograd(case):
     batches = BatchSource(B, torch.device("cpu"), 0, X=X, y=y)
     got = train_ensemble([Member(model_cfg, train, {k: v.clone() for k, v in net.state_dict().items()}, batches)],
                          0, 2).states[0]
-    net.train()
-    for step in range(2):
-        net.zero_grad()
-        loss_fn(net(batches.batch(step)[0]), batches.batch(step)[1], case["loss"]).backward()
-        with torch.no_grad():
-            for p in net.parameters():
-                if p.grad is not None:
-                    p -= 0.1 * p.grad
-            net.apply_masks()
+    autograd_train(net, batches, train, 0, 2)  # the same two SGD steps through autograd
     for k, v in net.state_dict().items():
         torch.testing.assert_close(got[k], v, atol=2e-6, rtol=1e-5, msg=k)
     if case["readout"] == "fixed":
@@ -128,10 +168,3 @@ def test_fixed_readout_with_weight_decay_and_adam_stays_constant():
         assert torch.equal(got["layers.1.bias"], torch.zeros(2))
         assert not torch.equal(got["layers.0.weight"], net.layers[0].weight)
 
-
-def test_default_layout_is_unchanged():
-    """theta's layout for the default options is the one every stored run was trained with."""
-    net = StackedFCN([10, 12, 3], ModelConfig(hidden=(12,)), 2, torch.device("cpu"))
-    assert net.P == 128 + 16 + 48 + 16 + 16  # w0 (120 -> 128), b0 (12 -> 16), w1 (36 -> 48), b1 (3 -> 16), spare row
-    fixed = StackedFCN([10, 12, 2], ModelConfig(hidden=(12,), readout="fixed"), 2, torch.device("cpu"))
-    assert fixed.P == 128 + 16 + 16  # the readout lives outside theta (spare row included)

@@ -20,8 +20,8 @@ from ticketscope.data import make_dataset
 from ticketscope.errors import TicketscopeError
 from ticketscope.io import load_tensors
 from ticketscope.metrics import ipr, spatial_localization
+from ticketscope.engine import snapshot_steps
 from ticketscope.runs import RunDir, run_ensemble, run_experiment
-from ticketscope.training import snapshot_steps
 
 SNAP = {"threads": 1, "train": {"snapshots": 5}, "prune": {"rounds": 1}}
 

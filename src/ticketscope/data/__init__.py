@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import lru_cache
-from math import prod
 from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
@@ -76,11 +75,6 @@ def signature(cfg: "DataConfig") -> Signature:
         shape, classes = _SIGNATURES[cfg.name](cfg)
         return tuple(int(v) for v in shape), int(classes)
     return _built_signature(cfg)
-
-
-def input_dim(cfg: "DataConfig") -> int:
-    """Entries of one flattened input of the data set ``cfg`` names."""
-    return prod(signature(cfg)[0])
 
 
 def make_dataset(cfg: "DataConfig") -> Dataset:

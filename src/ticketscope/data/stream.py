@@ -25,24 +25,9 @@ the same bits.
    run on whole chunks of blocks; the white noise is the floor, and the rest costs about as much
    again (``benchmarks/bench_stream.py``).
 
-**Reproducibility.** On one machine and torch build every chunking gives the same bits.
-Elementwise ops are exact per element. MKL's GEMMs round a row differently depending on its memory
-alignment (and, for 3 rows or fewer, on the row count), so every row of a GEMM sits at the same
-64-byte aligned offset of a block-sized slot whatever else is in the call (:class:`LinearSampler`;
-blocks of torus items are whole slots already); MKL's real FFT gave the same bits for any
-alignment and any number of rows from 2 up. MKL's threaded real FFT rounds differently from its
-serial one, so FFTs run on one thread (:func:`one_thread`); the GEMMs gave the same bits with 1 and
-2 threads (checked), but MKL may change a GEMM's reduction order at other thread counts. Other CPUs
-or libraries may round differently (the stored fingerprints in the tests name their platform).
-
-**Caching and read-ahead.** Each key keeps a window of computed blocks. A call that continues where
-the last call of its key stopped (online training: step after step) and asks for fewer than
-``READAHEAD_BELOW`` blocks also computes up to ``READAHEAD_FLOATS`` of the blocks that follow
-(doubling from one block), so per-step calls are served from blocks that were transformed many at a
-time. Larger calls (an ensemble's chunk of steps) are batched already and get no read-ahead: it
-would only fill the cache, which the windows of all keys share (``CACHE_FLOATS``); with one key per
-run of an ensemble, least-recently-used windows read ahead of every run were evicted just before
-their run came back to them (the demo's ensemble trained 1.4x slower).
+**Reproducibility, caching and read-ahead.** Every chunking gives the same bits on one machine and
+torch build; why (GEMM row alignment, one-thread FFTs) and how the per-key block cache reads ahead:
+docs/REPRODUCIBILITY.md, section "Sample streams: chunking, caching and read-ahead".
 """
 
 from __future__ import annotations

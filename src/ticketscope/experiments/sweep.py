@@ -195,11 +195,11 @@ def run_sweep(sweep: Sweep, out_dir: str | Path, executor: str = "local", worker
 
 def _tasks(jobs: list[Job], workers: int, ensemble: bool) -> list[Task]:
     """Jobs grouped into ensembles (same network shapes and training settings; see
-    :func:`ticketscope.ensemble.plan_ensembles`), at most ceil(jobs / workers) runs each so every
+    :func:`ticketscope.engine.plan_ensembles`), at most ceil(jobs / workers) runs each so every
     worker gets a share; one job per task without ``ensemble``."""
     if not ensemble:
         return [(job,) for job in jobs]
-    from ..ensemble import plan_ensembles
+    from ..engine import plan_ensembles
 
     groups = plan_ensembles([job.config for job in jobs], max_runs=-(-len(jobs) // workers))
     return [tuple(jobs[i] for i in group) for group in groups]

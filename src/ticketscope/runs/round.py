@@ -16,13 +16,12 @@ import torch
 
 from ..config import RunConfig
 from ..data import Dataset, make_dataset
-from ..ensemble import Member
+from ..engine import BatchSource, Member, evaluate, snapshot_steps
 from ..errors import TicketscopeError
 from ..models import FCN, layer_index
 from ..provenance import provenance
 from ..pruning import RULE_NEEDS, RULES, PruneContext, connected_fraction, densities, survivor_targets
 from ..seeding import derive_seed, generator
-from ..training import BatchSource, evaluate, snapshot_steps
 from .store import RunDir
 
 State = dict[str, torch.Tensor]
@@ -176,9 +175,9 @@ class RunRounds:
 
         steps = snapshot_steps(cfg.train.snapshots, plan.total, plan.start)
         return Member(cfg.model, cfg.train, plan.state, self.data.batches, r, label=f"run {store.path}",
-                      snapshot_at=rewind_at, on_snapshot=keep_rewind_point if rewind_at is not None else None,
+                      rewind_at=rewind_at, on_rewind_point=keep_rewind_point if rewind_at is not None else None,
                       on_eval=lambda step, state: self._evaluate(r, step, state),
-                      record_at=steps, on_record=keep_snapshot if steps else None)
+                      snapshot_steps=steps, on_snapshot=keep_snapshot if steps else None)
 
     def _evaluate(self, r: int, step: int, state: State) -> None:
         """Loss and accuracy on the training-evaluation and test sets, appended to the round's history."""

@@ -19,7 +19,7 @@ import torch
 from ..config import RunConfig
 from ..data import Dataset
 from ..device import resolve_device
-from ..ensemble import ensemble_key, train_ensemble
+from ..engine import ensemble_key, train_ensemble
 from ..errors import TicketscopeError
 from ..progress import RoundProgress
 from .round import NextRound, RunData, RunRounds
