@@ -11,8 +11,8 @@ import pytest
 import torch
 from safetensors.numpy import save_file
 
-from test_images import write_cifar, write_idx_set
-from test_tensors import blobs
+from data.test_images import write_cifar, write_idx_set
+from data.test_tensors import blobs
 from ticketscope.checks import (ConformanceError, check_all, check_dataset, check_rule, registered_datasets,
                                 registered_rules)
 from ticketscope.config import DataConfig

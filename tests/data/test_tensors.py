@@ -17,7 +17,7 @@ from ticketscope.config import DataConfig
 from ticketscope.data import make_dataset
 from ticketscope.errors import TicketscopeError
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+from conftest import SRC
 
 
 def blobs(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_images import CIFAR_BATCHES, cifar_bytes, idx_bytes
+from data.test_images import CIFAR_BATCHES, cifar_bytes, idx_bytes
 
 from ticketscope.data.download import download
 from ticketscope.data.images import Cifar10, IdxImages
