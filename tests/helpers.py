@@ -13,7 +13,7 @@ from typing import Callable
 
 import torch
 
-from ticketscope.config import TrainConfig
+from ticketscope.config import ModelConfig, TrainConfig
 from ticketscope.engine import BatchSource, Member, loss_fn, lr_factor, make_optimizer, train_ensemble
 from ticketscope.errors import TicketscopeError
 from ticketscope.models import FCN
@@ -86,3 +86,17 @@ def autograd_train(model: FCN, batches: BatchSource, cfg: TrainConfig, start: in
         loss.backward()
         opt.step()
         model.apply_masks()
+
+
+def engine_matches_autograd(net: FCN, model_cfg: ModelConfig, X: torch.Tensor, y: torch.Tensor, B: int,
+                            loss: str) -> dict[str, torch.Tensor]:
+    """Two plain SGD steps of ``net`` by the engine's hand-written step and by autograd: assert they agree
+    (float32 rounding: atol 2e-6, rtol 1e-5); return the engine's final state (``net`` holds autograd's)."""
+    train = TrainConfig(lr=0.1, momentum=0.0, schedule="constant", steps=2, batch_size=B, loss=loss)
+    batches = BatchSource(B, torch.device("cpu"), 0, X=X, y=y)
+    got = train_ensemble([Member(model_cfg, train, {k: v.clone() for k, v in net.state_dict().items()}, batches)],
+                         0, 2).states[0]
+    autograd_train(net, batches, train, 0, 2)
+    for k, v in net.state_dict().items():
+        torch.testing.assert_close(got[k], v, atol=2e-6, rtol=1e-5, msg=k)
+    return got

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from conftest import TINY, merge
-from helpers import autograd_train
+from helpers import engine_matches_autograd
 from ticketscope.config import ModelConfig, TrainConfig, parse_config
 from ticketscope.engine import BatchSource, Member, ensemble_key, train_ensemble
 from ticketscope.errors import TicketscopeError
@@ -140,13 +140,7 @@ def test_engine_gradients_match_autograd(case):
     net.reset_parameters(g)
     net.set_masks({n: (torch.rand(m.shape, generator=g) < 0.7).float() for n, m in net.masks().items()})
     readout = net.layers[-1].weight.detach().clone()
-    train = TrainConfig(lr=0.1, momentum=0.0, schedule="constant", steps=2, batch_size=B, loss=case["loss"])
-    batches = BatchSource(B, torch.device("cpu"), 0, X=X, y=y)
-    got = train_ensemble([Member(model_cfg, train, {k: v.clone() for k, v in net.state_dict().items()}, batches)],
-                         0, 2).states[0]
-    autograd_train(net, batches, train, 0, 2)  # the same two SGD steps through autograd
-    for k, v in net.state_dict().items():
-        torch.testing.assert_close(got[k], v, atol=2e-6, rtol=1e-5, msg=k)
+    got = engine_matches_autograd(net, model_cfg, X, y, B, case["loss"])
     if case["readout"] == "fixed":
         assert torch.equal(got[f"layers.{len(case['hidden'])}.weight"], readout * net.layers[-1].mask)
     else:

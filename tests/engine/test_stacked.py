@@ -9,9 +9,9 @@ import itertools
 import pytest
 import torch
 
-from helpers import autograd_train
+from helpers import engine_matches_autograd
 from ticketscope.config import ModelConfig, TrainConfig
-from ticketscope.engine import BatchSource, Member, StackedFCN, train_ensemble
+from ticketscope.engine import StackedFCN, train_ensemble
 from ticketscope.models import FCN
 
 from .mix import make_member
@@ -33,13 +33,7 @@ def test_hand_written_backward_matches_autograd(act, bias, bn, loss, hidden):
             if layer.bias is not None:
                 layer.bias.normal_(generator=g)
     net.set_masks({n: (torch.rand(m.shape, generator=g) < 0.7).float() for n, m in net.masks().items()})
-    train = TrainConfig(lr=0.1, momentum=0.0, schedule="constant", steps=2, batch_size=B, loss=loss)
-    batches = BatchSource(B, torch.device("cpu"), 0, X=X, y=y)
-    got = train_ensemble([Member(model_cfg, train, {k: v.clone() for k, v in net.state_dict().items()}, batches)],
-                         0, 2).states[0]
-    autograd_train(net, batches, train, 0, 2)  # the same two SGD steps through autograd
-    for k, v in net.state_dict().items():
-        torch.testing.assert_close(got[k], v, atol=2e-6, rtol=1e-5, msg=k)
+    engine_matches_autograd(net, model_cfg, X, y, B, loss)
 
 
 @pytest.mark.parametrize("threads", [1, 2])
