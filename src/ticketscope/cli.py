@@ -29,7 +29,8 @@ def _data_config(task: str, L: int, dim: int, xi: list[float], gain: float, clon
     return parse_config(fields, "(command-line options)", DataConfig)
 
 
-TASK = typer.Option("nlgp", "--task", help="nlgp | cifar10 | mnist | fashion-mnist | natural")
+TASK = typer.Option("nlgp", "--task", help="a registered data set (data.name): nlgp, cifar10, mnist, fashion-mnist, "
+                    "natural, tensors or a plug-in's")
 L_OPT = typer.Option(20, "--L", help="image side in pixels (nlgp, natural)")
 DIM = typer.Option(2, "--dim", help="nlgp: 1 or 2")
 XI = typer.Option([], "--xi", help="nlgp: correlation length of a class (repeat once per class)")

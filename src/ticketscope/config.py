@@ -55,14 +55,9 @@ def _own_params(value: Any, model: type[BaseModel] | None, owner: str) -> BaseMo
 class DataConfig(_Strict):
     """Which data set, its parameters, and how much of it to use.
 
-    ``stream`` versions the synthetic sample streams (``ticketscope.data.stream``). A run keeps the
-    version it began with: a run directory's config.yaml written before the field existed has no
-    ``stream`` key and holds a version-1 run, which a config that does not set ``stream`` resumes on
-    version 1 (``RunDir.claim``). In ``RunConfig.digest()`` version 1 is left out, so a
-    version-1 config hashes exactly as before the field existed, and every other version is hashed:
-    existing sweep directories keep their run names and are continued only by a sweep that asks for
-    ``data.stream: 1``; a sweep run again with the default gets new directories on version 2, so no
-    directory and no sweep mixes the two streams.
+    ``stream`` versions the synthetic sample streams; a run keeps the version it began with
+    (``RunDir.claim``), and version 1 is left out of ``RunConfig.digest()``: docs/REPRODUCIBILITY.md,
+    "Stream versions and run names".
 
     The built-in data sets' settings stay fields of their own here (path, L, xis, ...), so existing
     configs and digests are unchanged; ``params`` holds a plug-in data set's own parameters.
