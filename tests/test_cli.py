@@ -60,7 +60,7 @@ def test_presets_are_listed_and_every_point_is_valid():
         sweep = load_sweep(preset_path(name))
         points = sweep.points()
         assert f"{name}: {len(points)} runs; {sweep.budget or 'budget not measured'}" in res.output
-        assert sweep.description and all(p.error is None for p in points), name
+        assert sweep.description and points, name  # load_sweep refuses a sweep with an invalid point
         assert len({p.digest for p in points}) == len(points)
 
 

@@ -182,7 +182,8 @@ def test_a_sweep_axis_sets_one_plugin_parameter(tmp_path, plugin, monkeypatch):
     assert [p.config.prune.params.temperature for p in points] == [0.5, 2.0] and points[0].digest != points[1].digest
     df = run_sweep(sweep, tmp_path / "s", workers=1, progress=False)
     assert df["status"].tolist() == ["ok", "ok"] and df["prune.params.temperature"].tolist() == [0.5, 2.0]
-    typo = load_sweep({"name": "typo", "base": base, "grid": {"prune.params.temprature": [1.0]}}).points()
-    assert typo[0].config is None and "prune.params.temprature: Extra inputs are not permitted" in typo[0].error
+    with pytest.raises(TicketscopeError, match=r"prune\.params\.temprature=1\.0: prune\.params\.temprature: Extra "
+                                               r"inputs are not permitted"):  # refused as the sweep loads
+        load_sweep({"name": "typo", "base": base, "grid": {"prune.params.temprature": [1.0]}})
     with pytest.raises(TicketscopeError, match=r"axis 'prune.params.' is not a config field"):
         load_sweep({"name": "bad", "base": base, "grid": {"prune.params.": [1.0]}})

@@ -297,25 +297,68 @@ def parse_config(obj: dict[str, Any], source: str = "<dict>", cls: type[BaseMode
         raise TicketscopeError(_format_errors(e, source)) from None
 
 
-def load_yaml(path: str | Path) -> dict[str, Any]:
+class _DuplicateKey(Exception):
+    def __init__(self, key: Any, line: int, first: int) -> None:
+        super().__init__(key, line, first)
+        self.key, self.line, self.first = key, line, first
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a mapping that gives one key twice (plain PyYAML keeps the last).
+    A key given again after a merge (``<<: *anchor``) overrides the merged one, as YAML means it to."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    if key in seen:
+                        raise _DuplicateKey(key, key_node.start_mark.line + 1, seen[key])
+                    seen[key] = key_node.start_mark.line + 1
+                except TypeError:  # an unhashable key: the safe loader's own error names it
+                    continue
+        return super().construct_mapping(node, deep=deep)
+
+
+CONFIG_HOLDS = "a mapping of config fields (`ticketscope config` lists them)"
+
+
+def load_yaml(path: str | Path, kind: str = "config file", holds: str = CONFIG_HOLDS, if_empty: str = "") -> dict[str, Any]:
+    """The mapping a YAML file holds. Refused, in one line naming the file: a missing or unreadable file,
+    invalid YAML, a key given twice in one mapping (with its line), an empty document (nothing but
+    whitespace and comments) and anything but a mapping at the top. ``kind`` and ``holds`` word the
+    errors ("config file ...", "... must hold ``holds``"); ``if_empty`` ends the error for an empty file."""
     path = Path(path)
     try:
-        obj = yaml.safe_load(path.read_text())
+        loader = _StrictLoader(path.read_text())
+        try:
+            node = loader.get_single_node()
+            empty = node is None or (isinstance(node, yaml.ScalarNode) and node.tag.endswith(":null") and not node.value)
+            obj = None if node is None else loader.construct_document(node)
+        finally:
+            loader.dispose()
     except FileNotFoundError:
-        raise TicketscopeError(f"config file {path} does not exist") from None
+        raise TicketscopeError(f"{kind} {path} does not exist") from None
+    except _DuplicateKey as e:
+        raise TicketscopeError(f"{kind} {path}, line {e.line}: key {e.key!r} is given twice in one mapping "
+                               f"(first on line {e.first}); keep one") from None
     except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise TicketscopeError(f"config file {path} is not valid YAML: {e}") from None
+        raise TicketscopeError(f"{kind} {path} is not valid YAML: {e}") from None
     except OSError as e:
-        raise TicketscopeError(f"cannot read config file {path}: {e.strerror}") from None
-    if obj is None:
-        return {}
+        raise TicketscopeError(f"cannot read {kind} {path}: {e.strerror}") from None
+    if empty:
+        raise TicketscopeError(f"{kind} {path} is empty; it must hold {holds}{if_empty}")
     if not isinstance(obj, dict):
-        raise TicketscopeError(f"config file {path} must hold a mapping of fields, not {type(obj).__name__}")
+        raise TicketscopeError(f"{kind} {path} must hold {holds}, not {'null' if obj is None else type(obj).__name__}")
     return obj
 
 
 def load_config(path: str | Path) -> RunConfig:
-    return parse_config(load_yaml(path), str(path))
+    """A run config from a YAML file. An empty file is refused; ``{}`` asks for every default."""
+    return parse_config(load_yaml(path, if_empty="; write {} to run with every default"), str(path))
 
 
 def load_run_config(run_dir: str | Path) -> RunConfig:

@@ -101,7 +101,6 @@ def test_grid_is_the_cartesian_product_of_the_axes():
     points = tiny_sweep(axes).points()
     assert [tuple(p.overrides.values()) for p in points] == list(itertools.product(*axes.values()))
     for p in points:
-        assert p.error is None
         assert (p.config.data.gaussian_clone, p.config.prune.method, p.config.seed) == tuple(p.overrides.values())
         assert (p.config.data.L, p.config.model.hidden, p.config.train.steps) == (6, (8,), 30)  # base kept
     assert len({p.digest for p in points}) == 18
@@ -164,18 +163,17 @@ def test_malformed_sweep_file_is_one_clear_error(tmp_path, text, match):
 
 
 def test_failing_points_are_reported_and_do_not_stop_the_others(tmp_path):
-    df = run_sweep(tiny_sweep({"train.lr": [0.05, -1, 1e9, "fast"]}), tmp_path, workers=1)
-    assert df.status.tolist() == ["ok", "failed", "failed", "failed"]
-    assert pd.isna(df.error[0])
-    assert "train.lr" in df.error[1] and "greater than 0" in df.error[1] and pd.isna(df.digest[1])
-    assert "diverged" in df.error[2] and df.run_dir[2] == f"runs/{df.digest[2]}"
-    assert "train.lr" in df.error[3] and "valid number" in df.error[3]
-    assert (tmp_path / df.run_dir[0] / "run.json").exists() and not (tmp_path / df.run_dir[2] / "run.json").exists()
-    on_disk = pd.read_parquet(tmp_path / "summary.parquet")  # the mixed lr column is stored as JSON text
-    assert on_disk.status.tolist() == df.status.tolist()
-    assert on_disk["train.lr"].tolist() == ["0.05", "-1", "1000000000.0", '"fast"']
-    assert json.loads((tmp_path / "summary.json").read_text())["counts"] == {"ok": 1, "failed": 3}
-    assert sweep_runs(tmp_path).digest.tolist() == [df.digest[0]]
+    """A run that fails as it trains (it diverges) is reported failed; the others go on. (An invalid
+    value never gets this far: tests/experiments/test_spec.py.)"""
+    df = run_sweep(tiny_sweep({"train.lr": [0.05, 1e9, 0.02]}), tmp_path, workers=1)
+    assert df.status.tolist() == ["ok", "failed", "ok"]
+    assert pd.isna(df.error[0]) and pd.isna(df.error[2])
+    assert "diverged" in df.error[1] and df.run_dir[1] == f"runs/{df.digest[1]}"
+    assert (tmp_path / df.run_dir[0] / "run.json").exists() and not (tmp_path / df.run_dir[1] / "run.json").exists()
+    on_disk = pd.read_parquet(tmp_path / "summary.parquet")
+    assert on_disk.status.tolist() == df.status.tolist() and on_disk["train.lr"].tolist() == [0.05, 1e9, 0.02]
+    assert json.loads((tmp_path / "summary.json").read_text())["counts"] == {"ok": 2, "failed": 1}
+    assert sweep_runs(tmp_path).digest.tolist() == [df.digest[0], df.digest[2]]
 
 
 def test_rerun_skips_complete_runs_resumes_killed_ones_and_runs_only_new_points(tmp_path):

@@ -173,6 +173,45 @@ def test_config_errors_name_the_field(tmp_path):
         load_config(tmp_path / "list.yaml")
 
 
+def _cli_run(tmp_path: Path, text: str) -> tuple[subprocess.CompletedProcess, Path, Path]:
+    config, out = tmp_path / "cfg.yaml", tmp_path / "out"
+    config.write_text(text)
+    res = subprocess.run([sys.executable, "-m", "ticketscope.cli", "run", str(config), "--out", str(out), "--quiet"],
+                         capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(SRC)})
+    return res, config, out
+
+
+def test_an_empty_config_file_is_refused_and_an_explicit_empty_mapping_means_every_default(tmp_path):
+    """An empty file used to run the full default experiment; `{}` says so on purpose."""
+    res, config, out = _cli_run(tmp_path, "# my run, some day\n\n")
+    assert res.returncode == 2 and not out.exists(), res.stderr
+    assert res.stderr.strip() == (f"error: config file {config} is empty; it must hold a mapping of config fields "
+                                  "(`ticketscope config` lists them); write {} to run with every default")
+    for text in ("", "  \n", "---\n"):
+        config.write_text(text)
+        with pytest.raises(TicketscopeError, match="is empty; it must hold a mapping of config fields"):
+            load_config(config)
+    config.write_text("null\n")
+    with pytest.raises(TicketscopeError, match=r"must hold a mapping of config fields .*, not null$"):
+        load_config(config)
+    config.write_text("{}\n")
+    assert load_config(config) == parse_config({})
+
+
+def test_a_duplicate_key_in_a_config_file_is_refused_with_its_line(tmp_path):
+    """It used to be kept silently, the last one winning."""
+    text = yaml.safe_dump(TINY, sort_keys=False).replace("train:\n", "train:\n  steps: 5\n", 1)
+    line = text.splitlines().index("train:") + 2
+    res, config, out = _cli_run(tmp_path, text)
+    assert res.returncode == 2 and not out.exists(), res.stderr
+    first = text.splitlines().index("  steps: 60") + 1
+    assert res.stderr.strip() == (f"error: config file {config}, line {first}: key 'steps' is given twice in one "
+                                  f"mapping (first on line {line}); keep one")
+    config.write_text("seed: 1\nprune: {rounds: 1}\nseed: 2\n")
+    with pytest.raises(TicketscopeError, match=r"line 3: key 'seed' is given twice in one mapping \(first on line 1\)"):
+        load_config(config)
+
+
 def test_busy_run_inside_an_ensemble_is_reported_and_the_others_finish(tmp_path):
     from ticketscope.runs import run_ensemble
 

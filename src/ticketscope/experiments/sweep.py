@@ -1,6 +1,7 @@
 """Running sweeps: one resumable run per point of a :mod:`spec <ticketscope.experiments.spec>`, and the sweep's summary.
 
-A sweep file is described in :mod:`ticketscope.experiments.spec`. Sweep directory::
+A sweep file is described in :mod:`ticketscope.experiments.spec`; a sweep is validated whole when it
+is loaded, so every point here has a valid config and a run of its own. Sweep directory::
 
     sweep.yaml        the sweep as run
     runs/<digest>/    one run per point, named by ``RunConfig.digest()`` of its resolved config
@@ -51,29 +52,21 @@ TASK_TIMEOUT_ENV = "TICKETSCOPE_TASK_TIMEOUT"  # default task_timeout_s (seconds
 
 
 def _axis_value(point: SweepPoint, axis: str) -> Any:
-    """The point's value of ``axis``: as resolved by its config, or as given if it is invalid."""
-    if point.config is None:
-        return _tuples(point.overrides[axis])
+    """The point's value of ``axis``, as resolved by its config."""
     value: Any = point.config
     for part in axis.split("."):
         value = getattr(value, part)
     return value.model_dump() if isinstance(value, BaseModel) else value
 
 
-def _tuples(value: Any) -> Any:
-    """Lists made tuples (hashable, like the config's tuple fields), recursively."""
-    return tuple(map(_tuples, value)) if isinstance(value, list) else value
-
-
 def _row(index: int, point: SweepPoint, outcome: Outcome, axes: list[str]) -> dict[str, Any]:
     return {"point": index, "digest": point.digest, **{a: _axis_value(point, a) for a in axes},
-            "status": outcome.status, "error": outcome.error,
-            "run_dir": sweep_run_name(point.digest) if point.digest else None, "wall_s": outcome.wall_s,
-            "train_s": outcome.train_s, "analysis_s": outcome.analysis_s}
+            "status": outcome.status, "error": outcome.error, "run_dir": sweep_run_name(point.digest),
+            "wall_s": outcome.wall_s, "train_s": outcome.train_s, "analysis_s": outcome.analysis_s}
 
 
 def _parquet_safe(df: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
-    """Axis columns that Parquet cannot type (e.g. a bad value of a failed point) as JSON text."""
+    """Axis columns that Parquet cannot type (e.g. a plug-in parameter given values of several types) as JSON text."""
     df = df.copy()
     for axis in axes:
         try:
@@ -136,7 +129,8 @@ def run_sweep(sweep: Sweep, out_dir: str | Path, executor: str = "local", worker
     executor's ``retries`` option (:data:`~ticketscope.experiments.executors.RETRIES` times) by either
     executor, resuming from its last round; a run executing for longer than ``task_timeout_s`` seconds
     (default: $TICKETSCOPE_TASK_TIMEOUT, else no limit) is reported failed as hung. A failing point is
-    recorded (status failed, its error) and never stops the others. A point another process is running (e.g. a second sweep on this directory) is waited
+    recorded (status failed, its error) and never stops the others; an invalid point never gets here
+    (``Sweep`` refuses it when it is built). A point another process is running (e.g. a second sweep on this directory) is waited
     for and reported skipped once that process completed it. The summary files are written once
     every point is done.
     """
@@ -156,13 +150,11 @@ def run_sweep(sweep: Sweep, out_dir: str | Path, executor: str = "local", worker
     with file_lock(out / SWEEP_LOCK):
         atomic_write_text(out / "sweep.yaml", yaml.safe_dump(sweep.to_dict(), sort_keys=False))
     points = sweep.points()
-    outcomes = {p.digest: Outcome("skipped") for p in points if p.digest and _complete(out, p.digest)}
+    outcomes = {p.digest: Outcome("skipped") for p in points if _complete(out, p.digest)}
     todo = {p.digest: Job(p.digest, p.config, str(sweep_run_dir(out, p.digest).path))
-            for p in points if p.config is not None and p.digest not in outcomes}
-    weight = Counter(p.digest for p in points)
+            for p in points if p.digest not in outcomes}
     with point_progress(progress, len(points), f"sweep {sweep.name}") as advance:
-        advance("failed", weight[None])
-        advance("skipped", sum(weight[d] for d in outcomes))
+        advance("skipped", len(outcomes))
         for _ in range(HANDOFFS):
             if not todo:
                 break
@@ -176,20 +168,19 @@ def run_sweep(sweep: Sweep, out_dir: str | Path, executor: str = "local", worker
                     busy[digest] = outcome
                     continue
                 outcomes[digest] = outcome
-                advance(outcome.status, weight[digest])
+                advance(outcome.status, 1)
             todo = {d: todo[d] for d in busy}
             for digest in list(todo):
                 wait_unlocked(todo[digest].run_dir)
                 if _complete(out, digest):  # completed by the other process
                     outcomes[digest] = Outcome("skipped")
-                    advance("skipped", weight[digest])
+                    advance("skipped", 1)
                     del todo[digest]
         for digest, job in todo.items():  # still locked after HANDOFFS waits
             outcomes[digest] = Outcome("failed", f"other processes kept {job.run_dir} locked; run the sweep again")
-            advance("failed", weight[digest])
+            advance("failed", 1)
     axes = sweep.axis_names()
-    rows = [_row(i, p, outcomes[p.digest] if p.digest else Outcome("failed", p.error), axes)
-            for i, p in enumerate(points)]
+    rows = [_row(i, p, outcomes[p.digest], axes) for i, p in enumerate(points)]
     return _write_summary(out, sweep, rows, axes)
 
 
@@ -220,9 +211,8 @@ def sweep_runs(out_dir: str | Path) -> pd.DataFrame:
     if not (out / "sweep.yaml").exists():
         raise TicketscopeError(f"{out} is not a sweep directory (no sweep.yaml); run the sweep first")
     sweep = load_sweep(out / "sweep.yaml")
-    axes, rows, seen = sweep.axis_names(), [], set()
+    axes, rows = sweep.axis_names(), []
     for p in sweep.points():
-        if p.digest and p.digest not in seen and _complete(out, p.digest):
-            seen.add(p.digest)
+        if _complete(out, p.digest):
             rows.append({"digest": p.digest, **{a: _axis_value(p, a) for a in axes}, "run_dir": sweep_run_name(p.digest)})
     return pd.DataFrame(rows, columns=["digest", *axes, "run_dir"])
