@@ -65,7 +65,7 @@ def test_presets_are_listed_and_every_point_is_valid():
 
 
 @pytest.mark.parametrize("args,needle", [
-    (["data", "sample", "--n", "-3", "--out", "x.safetensors"], "n"),
+    (["data", "sample", "--n", "-3", "--out", "x.safetensors"], "n must be an integer >= 0, got -3"),
     (["data", "sample", "--task", "mnist", "--data-dir", "/nonexistent", "--out", "x.safetensors"], "ticketscope data download"),
     (["run", "tests", "--out", "o"], "cannot read config file tests"),
     (["show", "/nonexistent"], "not a run directory"),
