@@ -41,7 +41,9 @@ def test_run_show_json_analyze(tmp_path):
     cfg.write_text(yaml.safe_dump(merge(TINY, {"prune": {"rounds": 1}})))
     assert runner.invoke(app, ["run", str(cfg), "--out", str(tmp_path / "r"), "--quiet"]).exit_code == 0
     res = runner.invoke(app, ["show", str(tmp_path / "r"), "--json"])
-    rows = json.loads(res.output)
+    shown = json.loads(res.output)
+    rows = shown["rounds"]
+    assert shown["status"] == "complete: 2 rounds, reached prune.rounds = 1" and shown["diverged"] is None
     assert [r["round"] for r in rows] == [0, 1] and rows[1]["density[layers.0]"] == pytest.approx(0.8, abs=1 / 1024)
     res = runner.invoke(app, ["analyze", str(tmp_path / "r"), "--n-probe", "256"])
     assert res.exit_code == 0 and (tmp_path / "r" / "analysis" / "rf_grid.png").exists()

@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Iterator, Optional
 
 import typer
 from pydantic import BaseModel
 
 from .config import DataConfig, RunConfig, load_config, parse_config
 from .errors import TicketscopeError
+
+if TYPE_CHECKING:
+    from .runs import RunDir
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="How iterative magnitude pruning makes fully connected networks grow local receptive fields.")
@@ -101,27 +104,52 @@ def run(config: Path = typer.Argument(..., help="run config (YAML)"),
     typer.echo(f"{len(table)} rounds in {out}")
 
 
+def _run_status(store: RunDir) -> tuple[str, str]:
+    """(one line on where the run stands, its colour): complete, diverged or unfinished."""
+    diverged, info = store.diverged(), store.info()
+    if diverged is not None:
+        return (f"diverged in round {diverged['round']} at step {diverged['step']} (loss {diverged['loss']}); "
+                f"see {store.path / 'diverged.json'}", "red")
+    if info:
+        return f"complete: {info['rounds']} rounds, {info['stop_reason']}", "green"
+    return "unfinished: re-run its `ticketscope run` command to resume it", "yellow"
+
+
+SHOW_COLUMNS = {"round": "round", "density": "density", "train_loss": "train loss", "train_accuracy": "train acc",
+                "test_loss": "test loss", "test_accuracy": "test acc", "steps": "steps", "train_time_s": "time s"}
+
+
 @app.command()
 def show(run_dir: Path = typer.Argument(..., help="run directory"),
          as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table")) -> None:
-    """Per-round summary of a run: density per layer, train and test accuracy and loss."""
+    """Per-round summary of a run: density per layer, train and test accuracy and loss, and its status."""
     from .runs import RunDir
 
     store = RunDir(run_dir).require()
     table = store.summary_table()
+    status, colour = _run_status(store)
     if as_json:
-        typer.echo(json.dumps(table.to_dict(orient="records"), indent=2))
+        typer.echo(json.dumps({"status": status, "diverged": store.diverged(),
+                               "rounds": table.to_dict(orient="records")}, indent=2))
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
-    made_by = store.info().get("provenance")
-    t = Table(title=str(run_dir), caption=", ".join(f"{k} {v}" for k, v in made_by.items()) if made_by else None)
-    for col in table.columns:
-        t.add_column(col)
-    for row in table.itertuples(index=False):
+    cfg = store.config()
+    layers = [c for c in table.columns if c.startswith("density[")]
+    t = Table(title=escape(f"{run_dir}: {cfg.prune.method}, seed {cfg.seed}"), caption=escape(status),
+              caption_style=colour, padding=(0, 1))
+    columns = ["round", "density", *layers, *[c for c in SHOW_COLUMNS if c not in ("round", "density")]]
+    for col in columns:  # layer densities as L0, L1, ...: short, and no [ ] for rich to read as markup
+        t.add_column(SHOW_COLUMNS.get(col, "L" + col.removeprefix("density[layers.").rstrip("]")), justify="right")
+    for row in table[columns].itertuples(index=False):
         t.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row))
-    Console().print(t)
+    console = Console()
+    console.print(t)
+    made_by = store.info().get("provenance")
+    if made_by:
+        console.print(escape(", ".join(f"{k} {v}" for k, v in made_by.items())), style="dim")
 
 
 @app.command()
@@ -131,10 +159,14 @@ def analyze(run_dirs: list[Path] = typer.Argument(..., help="run directories (e.
     """Measure every round of runs (localization, kurtosis, cavity) and write tables and figures; an
     analysis that is already current is kept unless --force."""
     from .analysis import analyze_run
+    from .runs import RunDir
 
     for run_dir in run_dirs:
         out = analyze_run(run_dir, n_probe=n_probe, force=force)
         typer.echo(f"tables and figures in {out}")
+        status, colour = _run_status(RunDir(run_dir))
+        if colour != "green":
+            typer.secho(f"  {run_dir}: {status}; analyzed its completed rounds only", fg=colour)
 
 
 def _sweep_source(name_or_path: str) -> Path:

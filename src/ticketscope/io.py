@@ -80,6 +80,15 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file's bytes (read in 1 MiB blocks)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor]) -> str:
     """Atomically save ``tensors`` as safetensors; return the file's SHA-256 for later checks."""
     data = st_save({k: v.detach().cpu().contiguous() for k, v in tensors.items()})
@@ -96,20 +105,19 @@ def load_tensors(path: str | Path, sha256: str | None = None) -> dict[str, torch
         raise TicketscopeError(f"missing checkpoint {path}") from None
     if sha256 is not None and sha256_bytes(data) != sha256:
         raise TicketscopeError(
-            f"corrupt checkpoint {path}: its checksum does not match the one recorded when it was "
-            "written; delete this round's directory and run the same command again to recompute it"
-        )
+            f"corrupt checkpoint {path}: its checksum does not match the one recorded when it was written")
     try:
         return st_load(data)
     except Exception as e:  # safetensors raises several types (SafetensorError, ValueError, ...) on bad bytes
         raise TicketscopeError(f"corrupt checkpoint {path}: {e}") from None
 
 
-def write_table(path: str | Path, df: pd.DataFrame) -> None:
-    """Atomically write a tidy table as Parquet."""
+def write_table(path: str | Path, df: pd.DataFrame) -> str:
+    """Atomically write a tidy table as Parquet; return the file's SHA-256."""
     buf = io.BytesIO()
     df.to_parquet(buf, index=False)
     atomic_write_bytes(path, buf.getvalue())
+    return sha256_bytes(buf.getvalue())
 
 
 class LockBusy(TicketscopeError):

@@ -6,6 +6,7 @@ import dataclasses
 import itertools
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -299,6 +300,9 @@ def test_a_point_another_process_runs_is_waited_for_then_skipped_or_run_here(mon
             for job in task:
                 yield job.digest, Outcome("busy" if len(calls) == 1 else "ok", None, 0.0)
 
+    finished = tmp_path / "finished"  # what the other process leaves when it completes p0
+    run_experiment(p0.config, finished, progress=False)
+
     def other_process(digest: str, completes: bool) -> threading.Thread:
         locked = threading.Event()
 
@@ -307,7 +311,7 @@ def test_a_point_another_process_runs_is_waited_for_then_skipped_or_run_here(mon
                 locked.set()
                 time.sleep(0.3)
                 if completes:
-                    (runs / digest / "run.json").write_text("{}")
+                    shutil.copytree(finished, runs / digest, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".lock"))
 
         t = threading.Thread(target=work)
         t.start()

@@ -39,14 +39,20 @@ grid:
 """
 
 TIMING = {"train_time_s", "wall_s", "train_s", "analysis_s", "provenance", "hook_time_s"}
+ADDED = {  # fields files gained after af92e81 (records, not results), left out so old and new compare
+    "round.json": {"config_digest", "history.parquet"},  # integrity: the config digest, the history's checksum
+    "analysis.json": {"tables", "checkpoints"},  # the checksums of the tables and of what they measured
+    "claims.json": {"planned_a", "planned_b"},  # the seeds each arm planned
+}
+NEW_FILES = {"report/points.parquet"}  # files added after af92e81: every planned point and what became of it
 
 
-def _strip(obj: Any) -> Any:
-    """A JSON value without its timing and provenance fields (recursively)."""
+def _strip(obj: Any, extra: frozenset[str] = frozenset()) -> Any:
+    """A JSON value without its timing and provenance fields and the ``extra`` ones (recursively)."""
     if isinstance(obj, dict):
-        return {k: _strip(v) for k, v in obj.items() if k not in TIMING}
+        return {k: _strip(v, extra) for k, v in obj.items() if k not in TIMING and k not in extra}
     if isinstance(obj, list):
-        return [_strip(v) for v in obj]
+        return [_strip(v, extra) for v in obj]
     return obj
 
 
@@ -62,12 +68,12 @@ def digest_tree(root: Path) -> dict[str, str]:
     out = {}
     for p in sorted(root.rglob("*")):
         rel = p.relative_to(root).as_posix()
-        if not p.is_file() or p.name.startswith(".") or p.suffix in (".png", ".html", ".md", ".lock"):
+        if not p.is_file() or p.name.startswith(".") or p.suffix in (".png", ".html", ".md", ".lock") or rel in NEW_FILES:
             continue
         if p.suffix == ".parquet":
             out[rel] = _table(p)
         elif p.suffix == ".json":
-            text = json.dumps(_strip(json.loads(p.read_text())), sort_keys=True)
+            text = json.dumps(_strip(json.loads(p.read_text()), frozenset(ADDED.get(p.name, ()))), sort_keys=True)
             out[rel] = hashlib.sha256(text.encode()).hexdigest()
         else:
             out[rel] = hashlib.sha256(p.read_bytes()).hexdigest()

@@ -138,17 +138,21 @@ def test_second_process_is_refused(tmp_path):
             _run(tmp_path, "busy")
 
 
-def test_corrupt_checkpoint_is_named(tmp_path):
+def test_corrupt_checkpoint_is_recomputed_exactly(tmp_path):
+    """Killed during round 1 with round 0's final weights then corrupted: the run recomputes round 0 and
+    round 1, bit-identical to an untouched run."""
+    _, ref = _run(tmp_path, "ref", {"prune": {"rounds": 1}})
     _, run = _run(tmp_path, "c", {"prune": {"rounds": 1}})
-    # as if killed during round 1: round 1 must be redone from round 0's checkpoints
     (run / "run.json").unlink()
     (RunDir(run).round_dir(1) / "round.json").unlink()
     final = RunDir(run).round_dir(0) / "final.safetensors"
     data = bytearray(final.read_bytes())
     data[-3] ^= 0xFF
     final.write_bytes(bytes(data))
-    with pytest.raises(TicketscopeError, match=r"corrupt checkpoint .*000/final.safetensors"):
-        run_experiment(load_config(run / "config.yaml"), run, progress=False)
+    with pytest.raises(TicketscopeError, match=r"000/final.safetensors is corrupt.*repair it with `ticketscope run"):
+        RunDir(run).rounds()
+    run_experiment(load_config(run / "config.yaml"), run, progress=False)
+    _assert_same_run(ref, run)
 
 
 def test_different_config_in_same_directory_is_refused(tmp_path):

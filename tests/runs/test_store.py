@@ -11,7 +11,7 @@ from conftest import TINY, merge
 from ticketscope.config import parse_config
 from ticketscope.errors import TicketscopeError
 from ticketscope.io import read_json
-from ticketscope.runs import RunDir, complete_runs, run_experiment, sweep_run_dir, sweep_run_name
+from ticketscope.runs import DamagedRun, RunDir, complete_runs, run_experiment, sweep_run_dir, sweep_run_name
 
 
 @pytest.fixture(scope="module")
@@ -37,12 +37,30 @@ def test_the_store_reads_back_what_the_runner_wrote(run):
     assert list(snaps) == sorted(snaps) and 0 in snaps and "layers.0.weight" in snaps[0]
 
 
-def test_rounds_stop_at_the_first_round_without_its_summary(run, tmp_path):
+def test_a_finished_run_missing_a_round_is_damaged_never_shorter(run, tmp_path):
+    """run.json says how many rounds there are: a missing round.json is damage, named with its repair."""
     _, _, store = run
     copy = RunDir(tmp_path / "copy")
     shutil.copytree(store.path, copy.path)
     (copy.round_dir(1) / "round.json").unlink()
-    assert [s["round"] for s in copy.rounds()] == [0]
+    assert not copy.is_complete()
+    with pytest.raises(DamagedRun, match=r"rounds/001/round.json is missing; repair it with `ticketscope run"):
+        copy.rounds()
+
+
+def test_an_unfinished_run_is_its_contiguous_rounds(run, tmp_path):
+    """Killed while training round 1 (no run.json, round 1 without its round.json): round 0 is done."""
+    _, _, store = run
+    copy = RunDir(tmp_path / "copy")
+    shutil.copytree(store.path, copy.path)
+    (copy.path / "run.json").unlink()
+    shutil.rmtree(copy.round_dir(2))
+    (copy.round_dir(1) / "round.json").unlink()
+    assert [s["round"] for s in copy.rounds()] == [0] and copy.damage() == []
+    (copy.round_dir(0) / "round.json").unlink()  # a gap below a completed round is damage, finished or not
+    shutil.copy(store.round_dir(1) / "round.json", copy.round_dir(1) / "round.json")
+    with pytest.raises(DamagedRun, match="rounds/000/round.json is missing"):
+        copy.rounds()
 
 
 def test_a_corrupt_checkpoint_is_refused_by_name(run, tmp_path):

@@ -20,7 +20,7 @@ from ..errors import TicketscopeError
 from ..models import FCN, layer_index
 from ..provenance import provenance
 from ..device import resolve_device
-from ..runs import RunDir, prunable_layers
+from ..runs import RunDir, checkpoints_digest, prunable_layers
 from ..seeding import derive_seed
 from .figures import write_figures
 from .measures import (ANALYSIS_VERSION, LayerBatch, batched_cavity_scores, cavity_rows, measure, measure_batch,
@@ -44,7 +44,10 @@ def _snapshot_rounds(done: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _status(store: RunDir, done: list[dict[str, Any]], n_probe: int) -> str | None:
     """Why the stored analysis of the completed rounds ``done`` is not current (None: it is)."""
-    stored = store.analysis_info()
+    try:
+        stored = store.analysis_info()
+    except TicketscopeError:
+        return "analysis.json corrupt"
     if stored is None:
         return "no analysis"
     version = stored.get("version", 1)
@@ -54,9 +57,7 @@ def _status(store: RunDir, done: list[dict[str, Any]], n_probe: int) -> str | No
         return f"made for {stored.get('rounds')} rounds, the run has {len(done)}"
     if stored.get("n_probe") != n_probe:
         return f"made with n_probe {stored.get('n_probe')}, not {n_probe}"
-    tables = [*TABLES, *(["snapshots"] if _snapshot_rounds(done) else [])]
-    missing = [f"{t}.parquet" for t in tables if not store.has_analysis(t)]
-    return f"{', '.join(missing)} missing" if missing else None
+    return store.analysis_damage((*TABLES, *(("snapshots",) if _snapshot_rounds(done) else ())), done)
 
 
 def analysis_status(run_dir: str | Path, n_probe: int = 4096) -> str | None:
@@ -78,7 +79,8 @@ def analyze_run(run_dir: str | Path, n_probe: int = 4096, figures: bool = True, 
     out = store.analysis_dir
     done = store.rounds()
     if not done:
-        raise TicketscopeError(f"{store.path} has no completed round yet; run `ticketscope run` first")
+        raise store.divergence_error() or TicketscopeError(
+            f"{store.path} has no completed round yet; run `ticketscope run` first")
     stale = _status(store, done, n_probe)
     if not force and stale is None:
         return out
@@ -92,17 +94,18 @@ def analyze_run(run_dir: str | Path, n_probe: int = 4096, figures: bool = True, 
     X, y = X[order].to(device), y[order].to(device)
     states = [store.load(s, "final.safetensors") for s in done]
     units_df, rounds_df, cavity_df = measure_rounds(cfg, ds, done, states, X, y)
-    for name, table in zip(TABLES, (units_df, rounds_df, cavity_df)):
-        store.write_analysis_table(name, table)
+    tables = {name: store.write_analysis_table(name, table)
+              for name, table in zip(TABLES, (units_df, rounds_df, cavity_df))}
     snap_rounds = _snapshot_rounds(done)
     snaps = snapshot_measures(store, cfg, ds, snap_rounds, device) if snap_rounds else None
     if snaps is not None:
-        store.write_analysis_table("snapshots", snaps)
+        tables["snapshots"] = store.write_analysis_table("snapshots", snaps)
     if figures:
         write_figures(cfg, ds, states, units_df, rounds_df, cavity_df, out, snaps)
     stamp = {"rounds": len(done), "n_probe": n_probe, "version": ANALYSIS_VERSION}
     store.write_analysis_info({**stamp, "probe_size": len(X), "input_shape": list(ds.input_shape),
-                                       "torus": ds.torus, "provenance": provenance(device)})
+                               "torus": ds.torus, "tables": tables, "checkpoints": checkpoints_digest(done),
+                               "provenance": provenance(device)})
     return out
 
 

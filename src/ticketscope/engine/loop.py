@@ -15,7 +15,7 @@ from typing import Callable
 import torch
 
 from ..config import ModelConfig, TrainConfig
-from ..errors import TicketscopeError
+from ..errors import Diverged, TicketscopeError
 from .batches import BatchBuffer, BatchSource
 from .optim import lr_factor, make_optimizer
 from .plan import shared_settings
@@ -171,9 +171,9 @@ def train_ensemble(members: list[Member], start: int, total: int,
                 if errors[i] is None:
                     step = s0 + int(bad[:, i].nonzero()[0, 0])
                     m = members[i]
-                    errors[i] = TicketscopeError(
+                    errors[i] = Diverged(
                         f"training diverged in round {m.round} at step {step} ({m.label}): the loss is not "
-                        "finite; lower train.lr or check the data")
+                        "finite; lower train.lr or check the data", m.round, step, float(flags[step - s0, i]))
     if total in events:
         hook_time += fire(total)
     elapsed = time.perf_counter() - t0 - hook_time

@@ -3,8 +3,8 @@ many runs as ensembles (:mod:`.runner`)."""
 
 from .round import RunData, prunable_layers
 from .runner import run_ensemble, run_experiment
-from .store import RunDir, complete_runs, sweep_run_dir, sweep_run_name
+from .store import DamagedRun, RunDir, checkpoints_digest, complete_runs, sweep_run_dir, sweep_run_name
 
-__all__ = ["RunData", "RunDir", "complete_runs", "prunable_layers", "run_ensemble", "run_experiment", "sweep_run_dir",
-           "sweep_run_name"]
+__all__ = ["DamagedRun", "RunData", "RunDir", "checkpoints_digest", "complete_runs", "prunable_layers", "run_ensemble",
+           "run_experiment", "sweep_run_dir", "sweep_run_name"]
 

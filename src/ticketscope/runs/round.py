@@ -17,7 +17,7 @@ import torch
 from ..config import RunConfig
 from ..data import Dataset, make_dataset
 from ..engine import BatchSource, Member, evaluate, snapshot_steps
-from ..errors import TicketscopeError
+from ..errors import Diverged, TicketscopeError
 from ..models import FCN, layer_index
 from ..provenance import provenance
 from ..pruning import RULE_NEEDS, RULES, PruneContext, connected_fraction, densities, survivor_targets
@@ -186,6 +186,13 @@ class RunRounds:
             loss, acc = evaluate(self.model, X, y, self.cfg.train.loss)
             self.history.append({"round": r, "step": step, "split": split, "loss": loss, "accuracy": acc})
 
+    def fail(self, error: TicketscopeError) -> None:
+        """A training error of the current round: a divergence is recorded in the run directory."""
+        if isinstance(error, Diverged):
+            evals = [h for h in self.history if h["split"] == "train"]
+            last = {"step": evals[-1]["step"], "train_loss": evals[-1]["loss"]} if evals else None
+            self.store.record_divergence(error, last)
+
     def end_round(self, plan: NextRound, state: State, train_time_s: float) -> None:
         """Evaluate the trained network, write the round's files, round.json last, then metrics."""
         store, model, prunable, r = self.store, self.model, self.prunable, plan.r
@@ -193,7 +200,7 @@ class RunRounds:
         self.files["final.safetensors"] = store.save(r, "final.safetensors", model.state_dict())
         if self.snapshots:
             self.files["snapshots.safetensors"] = store.save(r, "snapshots.safetensors", self.snapshots)
-        store.write_history(r, pd.DataFrame(self.history))
+        self.files["history.parquet"] = store.write_history(r, pd.DataFrame(self.history))
         final = {h["split"]: h for h in self.history if h["step"] == plan.total}
         masks = model.masks()
         dens = densities({n: masks[n] for n in prunable})

@@ -9,6 +9,7 @@ evaluation, checkpoints and one-off imports excluded).
 from __future__ import annotations
 
 import json
+import logging
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,8 @@ from ..errors import TicketscopeError
 from ..progress import RoundProgress
 from .round import NextRound, RunData, RunRounds
 from .store import RunDir
+
+log = logging.getLogger(__name__)
 
 
 def run_experiment(cfg: RunConfig, out_dir: str | Path, progress: bool = True) -> pd.DataFrame:
@@ -47,8 +50,11 @@ def run_ensemble(items: list[tuple[RunConfig, str | Path]], progress: bool = Tru
     has the same first step and budget train in lockstep, the others in further passes. Every
     run's files are bit-identical to training it alone.
 
+    A damaged directory (:meth:`RunDir.damage`) is repaired first: its first damaged round and every
+    later one are recomputed. A run that diverged is recorded (``diverged.json``) and not trained again.
+
     Returns each item's per-round summary table, in order. A run that fails (a busy or foreign
-    directory, divergence, a corrupt checkpoint) does not stop the others; ``errors="raise"``
+    directory, divergence, a config.yaml only its owner can fix) does not stop the others; ``errors="raise"``
     then raises once all are done (the run's own error when there is one item, else one error
     naming every failed run), ``errors="return"`` puts the ``TicketscopeError`` in its place.
     """
@@ -70,6 +76,13 @@ def run_ensemble(items: list[tuple[RunConfig, str | Path]], progress: bool = Tru
                     fresh.add(i)
                 locks.enter_context(store.lock())
                 cfg = store.claim(cfg)
+                diverged = store.divergence_error()
+                if diverged is not None:
+                    raise diverged
+                repaired = store.repair()
+                if repaired:
+                    log.warning("%s: recomputing what is damaged: %s", store.path,
+                                "; ".join(f"{d.file.relative_to(store.path)} {d.problem}" for d in repaired))
                 if store.is_complete():
                     results[i] = store.summary_table()
                     continue
@@ -172,6 +185,7 @@ def _train_rounds(runs: dict[int, RunRounds], results: list[Any], bar: RoundProg
         share = result.train_time_s / len(taken)
         for (i, plan), state, error in zip(taken, result.states, result.errors):
             if error is not None:
+                active[i].fail(error)
                 drop(i, error)
                 continue
             active[i].end_round(plan, state, share)

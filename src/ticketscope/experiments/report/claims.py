@@ -145,6 +145,13 @@ class Claim:
     seeds: list[int]
     verdict: str  # supported | contradicted | inconclusive | not tested
     seeds_needed: int | None  # inconclusive rows: seeds the observed spread would need
+    planned_a: int | None = None  # seeds the sweep planned in arm A of this context (None: not known)
+    planned_b: int | None = None
+
+    @property
+    def short_of_plan(self) -> bool:
+        """Whether the claim was judged on fewer seeds than the sweep planned (a point failed)."""
+        return any(p is not None and n < p for n, p in ((self.n_a, self.planned_a), (self.n_b, self.planned_b)))
 
 
 def _effect(a: pd.Series, b: pd.Series, delta: float) -> stats.Effect | None:
@@ -178,27 +185,43 @@ def _trend(table: pd.DataFrame, spec: ClaimSpec) -> tuple[pd.Series, pd.Series, 
     return slopes, pd.Series(0.0, index=slopes.index), e
 
 
-def claims(table: pd.DataFrame, axes: list[str]) -> list[Claim]:
-    """Every claim judged within each context, Holm-corrected across all rows."""
-    rows: list[tuple[ClaimSpec, str, pd.Series, pd.Series, stats.Effect | None]] = []
+def planned_seeds(planned: pd.DataFrame | None, where: dict[str, Any]) -> int | None:
+    """Seeds the sweep planned among its points matching ``where`` (config column -> value; None/NaN match
+    None/NaN); None without a plan."""
+    if planned is None:
+        return None
+    df = planned
+    for k, v in where.items():
+        if k not in df:
+            return 0
+        missing = v is None or (isinstance(v, float) and math.isnan(v))
+        df = df[df[k].isna()] if missing else df[df[k] == v]
+    return int(df[SEED].nunique())
+
+
+def claims(table: pd.DataFrame, axes: list[str], planned: pd.DataFrame | None = None) -> list[Claim]:
+    """Every claim judged within each context, Holm-corrected across all rows; with ``planned`` (every
+    point's flattened config, :func:`~.table.points`) each row also counts the seeds its arms planned."""
+    rows: list[tuple[ClaimSpec, str, pd.Series, pd.Series, stats.Effect | None, dict[str, Any]]] = []
     for ctx, df in groups(table[table["layer"] == FIRST], contexts(axes)):
         for spec in _specs(table):
             a = per_seed(df, spec.value, spec.arm_a, spec.at)
             b = per_seed(df, spec.value, spec.arm_b, spec.at)
-            rows.append((spec, label(ctx) if ctx else "", a, b, _effect(a, b, spec.delta)))
+            rows.append((spec, label(ctx) if ctx else "", a, b, _effect(a, b, spec.delta), ctx))
     if GAIN in axes:
         for ctx, df in groups(table[table["layer"] == FIRST], [a for a in contexts(axes) if a != GAIN]):
-            rows.append((TREND, label(ctx) if ctx else "", *_trend(df, TREND)))
-    p_adj = stats.holm([e.p if e else math.nan for *_, e in rows])
-    p_eq_adj = stats.holm([e.p_equivalence if e else math.nan for *_, e in rows])
-    tested = sum(e is not None for *_, e in rows)
+            rows.append((TREND, label(ctx) if ctx else "", *_trend(df, TREND), ctx))
+    p_adj = stats.holm([e.p if e else math.nan for *_, e, _ in rows])
+    p_eq_adj = stats.holm([e.p_equivalence if e else math.nan for *_, e, _ in rows])
+    tested = sum(e is not None for *_, e, _ in rows)
     out = []
-    for (spec, ctx, a, b, e), pa, pe in zip(rows, p_adj, p_eq_adj):
+    for (spec, ctx, a, b, e, where), pa, pe in zip(rows, p_adj, p_eq_adj):
         v = stats.verdict(e, spec.direction, pa, pe)
         out.append(Claim(
             spec.claim, ctx, spec.measure, e.test if e else "paired t", float(a.mean()), float(b.mean()),
             e.estimate if e else math.nan, e.lo if e else math.nan, e.hi if e else math.nan, e.p if e else math.nan,
             float(pa), float(pe), spec.delta, spec.direction, len(a.dropna()), len(b.dropna()),
-            list(e.seeds) if e else [], v, stats.seeds_needed(e, spec.delta, tested) if v == "inconclusive" else None))
+            list(e.seeds) if e else [], v, stats.seeds_needed(e, spec.delta, tested) if v == "inconclusive" else None,
+            planned_seeds(planned, {**where, **spec.arm_a}), planned_seeds(planned, {**where, **spec.arm_b})))
     return out
 

@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 
 import markdown
+import pandas as pd
 
 from .claims import SPECS, Claim
 from .table import label
@@ -37,18 +38,42 @@ def seed_ranges(seeds: list[int]) -> str:
     return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in zip(starts, ends)) or "none"
 
 
-def to_markdown(rows: list[Claim], figs: dict[str, Path], header: str, notes: str) -> str:
+def _count(n: int, planned: int | None) -> str:
+    return f"{n} of {planned}" if planned is not None and n < planned else str(n)
+
+
+def failed_table(failed: pd.DataFrame, axes: list[str]) -> list[str]:
+    """Markdown lines: every planned point that is not in the report, its varying fields and why."""
+    if failed.empty:
+        return []
+    shown = [a for a in axes if a in failed]
+    lines = [f"## Points not in this report ({len(failed)})", "",
+             "Every claim above is judged without them; a claim whose arms lost seeds says so in its seeds column.",
+             "", "| point | " + " | ".join(shown) + " | why |", "|---" * (len(shown) + 2) + "|"]
+    for row in failed.to_dict(orient="records"):
+        values = [str(row[a]) for a in shown]
+        lines.append(f"| {row['digest']} | " + " | ".join(values) + f" | {row['reason'].replace('|', '/')} |")
+    return [*lines, ""]
+
+
+def to_markdown(rows: list[Claim], figs: dict[str, Path], header: str, notes: str,
+                failed: list[str] | None = None) -> str:
+    """The report as Markdown: header, rule, claims table, the points left out (``failed``: lines of
+    :func:`failed_table`), what each claim measures, notes, figures."""
     cell = lambda text: text.replace("|", "\\|")  # noqa: E731  (|kappa-3| inside a table cell)
     lines = ["# ticketscope claims report", "", header, "", RULE, "",
              "| # | claim | context | A − B: effect [95% CI] (predicted sign, delta) | mean A / mean B | p_adj "
              "| seeds (n A, n B) | verdict |", "|---|---|---|---|---|---|---|---|"]
     for i, c in enumerate(rows, 1):
         needed = f" (~{c.seeds_needed} seeds)" if c.seeds_needed else ""
+        short = ", on fewer seeds than planned" if c.short_of_plan else ""
         lines.append(
             f"| {i} | {cell(c.claim)} | {c.context or '—'} | {_fmt(c.effect)} [{_fmt(c.ci_lo)}, {_fmt(c.ci_hi)}] "
             f"({'+' if c.direction > 0 else '−'}, {c.delta:g}) | {_fmt(c.mean_a)} / {_fmt(c.mean_b)} | {_p(c.p_adj)} "
-            f"| {seed_ranges(c.seeds)} ({c.n_a}, {c.n_b}) | **{c.verdict}**{needed} |")
-    lines += ["", "## What each claim measures, and the control that rules out a trivial yes", ""]
+            f"| {seed_ranges(c.seeds)} ({_count(c.n_a, c.planned_a)}, {_count(c.n_b, c.planned_b)}) "
+            f"| **{c.verdict}**{needed}{short} |")
+    lines += ["", *(failed or [])]
+    lines += ["## What each claim measures, and the control that rules out a trivial yes", ""]
     specs = [*{r.claim: spec for r in rows for spec in SPECS if spec.claim == r.claim}.values()]
     for i, spec in enumerate(specs, 1):
         a, b = (label(arm) for arm in (spec.arm_a, spec.arm_b))

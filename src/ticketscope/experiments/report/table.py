@@ -1,4 +1,5 @@
-"""The report's table: every complete run's stored analysis joined with its flattened config.
+"""The report's table: every reported point's stored analysis joined with its flattened config, and the
+account of every point the sweep planned (:func:`points`: reported, failed and why, or damaged).
 
 The report reads and never computes: each run's ``analysis/rounds.parquet`` must be current
 (:func:`ticketscope.analysis.analysis_status`), as the sweep worker leaves it; runs without one are named in one error
@@ -19,7 +20,9 @@ from pydantic import BaseModel
 from ...analysis import analysis_status
 from ...config import RunConfig
 from ...errors import TicketscopeError
-from ...runs import complete_runs
+from ...io import read_json
+from ...runs import DamagedRun, RunDir, sweep_run_dir
+from ..spec import load_sweep
 
 SHOWN = 3  # run directories named in the error for runs without a current analysis
 
@@ -52,16 +55,61 @@ def _flatten(cfg: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def collect(sweep_dir: Path, n_probe: int = 4096) -> tuple[pd.DataFrame, list[str]]:
-    """Joined per-(run, round, layer) table of every complete run, and the varying config fields.
+def _fate(store: RunDir, error: str | None) -> tuple[str, str]:
+    """What became of a planned point: (reported | failed | damaged, why)."""
+    if store.exists() and store.damage():
+        try:
+            store.verify()
+        except DamagedRun as e:
+            return "damaged", str(e)
+    if not store.exists():
+        return "failed", error or "never ran: run the sweep again"
+    diverged = store.diverged()
+    if diverged is not None:
+        return "failed", f"diverged in round {diverged['round']} at step {diverged['step']} (loss {diverged['loss']})"
+    if store.is_complete():
+        return "reported", ""
+    return "failed", error or "unfinished: run the sweep again to resume it"
 
-    Reads each run's stored analysis; raises one error naming the runs whose analysis is missing or
-    stale (other rounds, version or ``n_probe``) instead of computing it.
+
+def points(sweep_dir: Path) -> pd.DataFrame:
+    """Every point the sweep planned (``sweep.yaml``; without one, every run directory): its flattened
+    config, digest, run, and ``status`` (reported | failed | damaged) with the ``reason``, from the run
+    directory and the sweep summary's error."""
+    sweep_dir = Path(sweep_dir)
+    if (sweep_dir / "sweep.yaml").exists():
+        planned = [(p.digest, p.config) for p in load_sweep(sweep_dir / "sweep.yaml").points()]
+    else:
+        planned = [(d.name, RunDir(d).config()) for d in sorted((sweep_dir / "runs").glob("*")) if RunDir(d).exists()]
+    summary = sweep_dir / "summary.json"
+    errors = {p["digest"]: p.get("error") for p in read_json(summary)["points"]} if summary.exists() else {}
+    rows = []
+    for digest, cfg in planned:
+        store = sweep_run_dir(sweep_dir, digest)
+        status, reason = _fate(store, errors.get(digest))
+        rows.append({**_flatten(cfg.model_dump(mode="json")), "digest": digest, "run": store.name,
+                     "status": status, "reason": reason})
+    return pd.DataFrame(rows)
+
+
+def collect(sweep_dir: Path, n_probe: int = 4096, planned: pd.DataFrame | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """Joined per-(run, round, layer) table of every reported point (:func:`points`), and the fields that
+    vary over the points the sweep planned (failed ones included).
+
+    Reads each run's stored analysis; raises one error naming the damaged runs and their repair, or the
+    runs whose analysis is missing or stale (other rounds, version, ``n_probe``, checkpoints) instead of
+    computing it. ``planned``: :func:`points` of the sweep, when the caller has it.
     """
     sweep_dir = Path(sweep_dir)
-    runs = complete_runs(sweep_dir)
-    if not runs:
+    if planned is None:
+        planned = points(sweep_dir) if (sweep_dir / "runs").exists() else pd.DataFrame()
+    if planned.empty or not (planned["status"] == "reported").any():
         raise TicketscopeError(f"no completed runs under {sweep_dir / 'runs'}; run `ticketscope sweep` first")
+    damaged = planned[planned["status"] == "damaged"]
+    if len(damaged):
+        raise TicketscopeError(f"{len(damaged)} of {len(planned)} runs are damaged, so the report would read "
+                               f"fewer rounds or other numbers; the first: {damaged['reason'].iloc[0]}")
+    runs = [sweep_run_dir(sweep_dir, d) for d in sorted(planned.loc[planned["status"] == "reported", "digest"])]
     stale = {run: why for run in runs if (why := analysis_status(run.path, n_probe)) is not None}
     if stale:
         shown = "; ".join(f"{run.path} ({why})" for run, why in list(stale.items())[:SHOWN])
@@ -70,17 +118,16 @@ def collect(sweep_dir: Path, n_probe: int = 4096) -> tuple[pd.DataFrame, list[st
             f"{len(stale)} of {len(runs)} runs lack a current analysis: {shown}{more}. The report only reads "
             f"analyses; fill them in with `ticketscope analyze {sweep_dir / 'runs'}/* --n-probe {n_probe}` "
             "(current ones are skipped), then report again")
-    frames, fields = [], []
+    frames = []
     for run in runs:
         flat = _flatten(run.config().model_dump(mode="json"))
-        fields.append(flat)
         df = run.analysis_table("rounds")
         for k, v in flat.items():
             df[k] = v
         df["run"] = run.name
         frames.append(df)
-    keys = list(dict.fromkeys(k for f in fields for k in f))
-    varying = [k for k in keys if k != "name" and len({str(f.get(k)) for f in fields}) > 1]
+    configs = planned.drop(columns=["digest", "run", "status", "reason"])
+    varying = [k for k in configs.columns if k != "name" and configs[k].astype(str).nunique() > 1]
     return pd.concat(frames, ignore_index=True), varying
 
 
