@@ -63,11 +63,14 @@ def _table(path: Path) -> str:
     return hashlib.sha256(json.dumps(list(map(str, df.columns))).encode() + cells).hexdigest()
 
 
-def digest_tree(root: Path) -> dict[str, str]:
-    """Relative path -> digest of every result file under ``root`` (figures and locks left out)."""
+def digest_tree(root: Path, skip: tuple[str, ...] = ()) -> dict[str, str]:
+    """Relative path -> digest of every result file under ``root`` (figures, locks and paths starting with
+    one of ``skip`` left out)."""
     out = {}
     for p in sorted(root.rglob("*")):
         rel = p.relative_to(root).as_posix()
+        if rel.startswith(skip):
+            continue
         if not p.is_file() or p.name.startswith(".") or p.suffix in (".png", ".html", ".md", ".lock") or rel in NEW_FILES:
             continue
         if p.suffix == ".parquet":

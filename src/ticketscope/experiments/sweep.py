@@ -11,7 +11,8 @@ is loaded, so every point here has a valid config and a run of its own. Sweep di
     .sweep.lock       held while sweep.yaml and the summary files are written
 
 Run directories are named by content, locked and resumable, so running a sweep again skips
-complete runs (status ``skipped``), resumes killed ones and runs only the points that are new.
+complete runs with a current analysis (status ``skipped``), resumes killed ones, repairs damaged ones
+(:meth:`~ticketscope.runs.RunDir.damage`), fills in missing analyses and runs only the points that are new.
 
 Two sweep commands on one directory cooperate: a point whose run another process is executing
 (its run directory is locked) is left to that process and waited for, then reported ``skipped``
@@ -103,8 +104,17 @@ def _task_timeout(task_timeout_s: float | None) -> float | None:
     return task_timeout_s
 
 
-def _complete(out: Path, digest: str) -> bool:
-    return sweep_run_dir(out, digest).is_complete()
+def _complete(out: Path, digest: str, analyzed: bool = True) -> bool:
+    """Whether the point's run is complete and whole (and, with ``analyzed``, its analysis current): a
+    point is skipped only then."""
+    store = sweep_run_dir(out, digest)
+    if not store.is_complete():
+        return False
+    if not analyzed:
+        return True
+    from ..analysis import analysis_status
+
+    return analysis_status(store.path) is None
 
 
 def run_sweep(sweep: Sweep, out_dir: str | Path, executor: str = "local", workers: int | None = None,
@@ -213,6 +223,6 @@ def sweep_runs(out_dir: str | Path) -> pd.DataFrame:
     sweep = load_sweep(out / "sweep.yaml")
     axes, rows = sweep.axis_names(), []
     for p in sweep.points():
-        if _complete(out, p.digest):
+        if _complete(out, p.digest, analyzed=False):
             rows.append({"digest": p.digest, **{a: _axis_value(p, a) for a in axes}, "run_dir": sweep_run_name(p.digest)})
     return pd.DataFrame(rows, columns=["digest", *axes, "run_dir"])

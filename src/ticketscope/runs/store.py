@@ -103,17 +103,31 @@ class RunDir:
     def require(self) -> "RunDir":
         """This directory, or one clear error if it holds no run."""
         if not self.exists():
+            if self.has_results():
+                raise DamagedRun(f"damaged run {self.path}: {self.path / CONFIG} is missing; {self._config_fix()}")
             raise TicketscopeError(f"{self.path} is not a run directory (no {CONFIG}); give the --out of "
                                    "`ticketscope run`")
         return self
+
+    def has_results(self) -> bool:
+        """Whether the directory holds any round or run record (whatever state its config.yaml is in)."""
+        return (self.path / RUN).exists() or (self.path / "rounds").is_dir()
 
     def is_complete(self) -> bool:
         """Whether the run finished (``run.json`` written after its last round) and nothing of it is damaged."""
         return (self.path / RUN).exists() and not self.damage()
 
     def config(self) -> RunConfig:
-        """The config the run was trained with (legacy stream version filled in, see ``load_run_config``)."""
-        return load_run_config(self.path)
+        """The config the run was trained with (legacy stream version filled in, see ``load_run_config``); a
+        config.yaml that does not read is named as damage of the run."""
+        try:
+            return load_run_config(self.path)
+        except TicketscopeError as e:
+            if not self.has_results():
+                raise
+            first = str(e).splitlines()[0].rstrip(":")
+            raise DamagedRun(f"damaged run {self.path}: {self.path / CONFIG} is unreadable ({first}); "
+                             f"{self._config_fix()}") from None
 
     def info(self) -> dict[str, Any]:
         """The contents of run.json (rounds, stop reason, config digest, provenance); {} while running."""
@@ -157,8 +171,8 @@ class RunDir:
         config_file = self.path / CONFIG
         try:
             cfg = self.config()
-        except TicketscopeError as e:
-            found.append(Damage(config_file, "missing" if not config_file.exists() else f"unreadable ({e})",
+        except TicketscopeError:
+            found.append(Damage(config_file, "missing" if not config_file.exists() else "unreadable",
                                 repairable=False))
         digest = cfg.digest() if cfg is not None else None
         info: dict[str, Any] | None = None
@@ -224,9 +238,19 @@ class RunDir:
     def repair_command(self) -> str:
         """The command that recomputes what is damaged: the sweep's own, for a run of a sweep."""
         sweep = self.path.parent.parent
-        if self.path.parent.name == "runs" and (sweep / "sweep.yaml").exists():
+        if self._in_sweep():
             return f"`ticketscope sweep {sweep / 'sweep.yaml'} --out {sweep}`"
         return f"`ticketscope run {self.path / CONFIG} --out {self.path}`"
+
+    def _in_sweep(self) -> bool:
+        return self.path.parent.name == "runs" and (self.path.parent.parent / "sweep.yaml").exists()
+
+    def _config_fix(self) -> str:
+        """How to mend a missing, unreadable or foreign config.yaml: the sweep knows its points' configs."""
+        if self._in_sweep():
+            return f"repair it with {self.repair_command()} (it writes back the config the run's records name)"
+        return (f"repair it with `ticketscope run CONFIG --out {self.path}` given the config the run was made with "
+                "(its digest is in run.json), or delete the directory")
 
     def verify(self) -> "RunDir":
         """This run directory, or one :class:`DamagedRun` error naming the first damaged file and its repair."""
@@ -234,13 +258,8 @@ class RunDir:
         if not found:
             return self
         d = found[0]
-        if d.repairable:
-            fix = f"repair it with {self.repair_command()} (it recomputes exactly what is damaged)"
-        elif d.problem == "missing":
-            fix = (f"put back the config the run was made with, or run it again with `ticketscope run CONFIG --out "
-                   f"{self.path}` and that config")
-        else:
-            fix = "put back the config the run was made with, or delete the directory"
+        fix = (f"repair it with {self.repair_command()} (it recomputes exactly what is damaged)" if d.repairable
+               else self._config_fix())
         more = f" ({len(found) - 1} more problem(s) after it)" if len(found) > 1 else ""
         raise DamagedRun(f"damaged run {self.path}: {d.file} is {d.problem}{more}; {fix}")
 
@@ -311,7 +330,9 @@ class RunDir:
         """Claim the directory for ``cfg`` (write its config.yaml), or check that it holds the same run;
         return the config the run must go on with (the caller must use it).
 
-        A run resumes on the sample stream it began with: when ``cfg`` does not set ``data.stream``
+        A config.yaml that does not read, or disagrees with the digest the run's records (run.json,
+        round 0) hold while ``cfg`` has it, is rewritten from ``cfg``: the records say which config the
+        rounds were trained with. A run resumes on the sample stream it began with: when ``cfg`` does not set ``data.stream``
         explicitly it adopts the directory's, and a config.yaml written before streams were versioned
         (no ``stream`` key) began on version 1; that file is then rewritten with ``stream: 1``
         (same digest), so later readers see the version too.
@@ -333,6 +354,9 @@ class RunDir:
             old = old.model_copy(update={"data": old.data.model_copy(update={"stream": 1})})
         if "stream" not in cfg.data.model_fields_set and cfg.data.stream != old.data.stream:
             cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"stream": old.data.stream})})
+        if old.digest() != cfg.digest() and self._recorded_digest() == cfg.digest():
+            atomic_write_text(path, dump_config(cfg))  # a damaged or foreign config.yaml; the records name cfg
+            return cfg
         if old.digest() != cfg.digest():
             raise TicketscopeError(
                 f"{self.path} already holds a run with a different config ({path}); choose another --out "

@@ -92,7 +92,8 @@ def error_text(e: BaseException) -> str:
 def execute_task(task: Task, threads: int) -> Result:
     """Run (or resume) the runs of ``task`` as one ensemble in this worker, then analyze each (tables only;
     ``ticketscope analyze RUN`` draws a run's figures). Any error fails its run only; runs already complete
-    (e.g. finished by another process, or before a retried task's worker died) are skipped."""
+    (e.g. finished by another process, or before a retried task's worker died) are skipped once their
+    analysis is current."""
     import torch
 
     from ...analysis import analyze_run  # imported here: the sweep's own process never needs them
@@ -100,7 +101,13 @@ def execute_task(task: Task, threads: int) -> Result:
 
     torch.set_num_threads(threads)
     complete = {job.digest: RunDir(job.run_dir).is_complete() for job in task}
-    result: Result = [(job.digest, Outcome("skipped")) for job in task if complete[job.digest]]
+    result: Result = []
+    for job in (job for job in task if complete[job.digest]):
+        try:
+            analyze_run(job.run_dir, figures=False)  # returns at once when the stored analysis is current
+            result.append((job.digest, Outcome("skipped")))
+        except Exception as e:  # noqa: BLE001  (this run's outcome, never the sweep's)
+            result.append((job.digest, Outcome("failed", error_text(e))))
     jobs = [job for job in task if not complete[job.digest]]
     start = time.perf_counter()
     trained = run_ensemble([(job.config, job.run_dir) for job in jobs], progress=False, errors="return") if jobs else []

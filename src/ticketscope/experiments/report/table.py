@@ -57,7 +57,7 @@ def _flatten(cfg: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def _fate(store: RunDir, error: str | None) -> tuple[str, str]:
     """What became of a planned point: (reported | failed | damaged, why)."""
-    if store.exists() and store.damage():
+    if (store.exists() or store.has_results()) and store.damage():
         try:
             store.verify()
         except DamagedRun as e:
