@@ -31,7 +31,7 @@ import torch
 from ..errors import TicketscopeError
 from ..seeding import generator
 from .base import Dataset
-from .download import CIFAR_FOLDER, CIFAR_TEST, CIFAR_TRAIN, how_to_get
+from .download import CIFAR_FOLDER, CIFAR_TEST, CIFAR_TRAIN, how_to_get, require_folder
 from .features import Split, luminance, to_features
 
 
@@ -47,9 +47,10 @@ FASHION_MNIST_CLASSES = ("T-shirt/top", "trouser", "pullover", "dress", "coat", 
 
 
 def data_root(cfg_data_dir: str | Path | None = None) -> Path:
-    """Folder holding the real data sets: ``cfg_data_dir`` > ``$TICKETSCOPE_DATA`` > ``~/.cache/ticketscope``."""
+    """Folder holding the real data sets: ``cfg_data_dir`` > ``$TICKETSCOPE_DATA`` > ``~/.cache/ticketscope``;
+    a file there is refused (:func:`~ticketscope.data.download.require_folder`)."""
     chosen = cfg_data_dir or os.environ.get(DATA_ENV)
-    return Path(chosen).expanduser() if chosen else Path.home() / ".cache" / "ticketscope"
+    return require_folder(chosen if chosen else Path.home() / ".cache" / "ticketscope")
 
 
 SIZE_FIELDS = {"train": "data.n_train (or prune.n_probe, a probe rule's probe set)", "test": "data.n_test"}
