@@ -120,8 +120,8 @@ def test_a_name_from_a_plugin_that_is_not_loaded_hints_at_ticketscope_plugins(tm
 
     (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(merge(TINY, section)))
     what = "pruning rule" if "prune" in section else "data set"
-    for env, hint in (({"TICKETSCOPE_PLUGINS": None}, "needs its file or module named in $TICKETSCOPE_PLUGINS, "
-                                                        "which is unset here"),
+    unset = "needs its file or module named in $TICKETSCOPE_PLUGINS, which is unset here"
+    for env, hint in (({"TICKETSCOPE_PLUGINS": None}, unset),
                       ({"TICKETSCOPE_PLUGINS": "my_rules.py"}, f"$TICKETSCOPE_PLUGINS (my_rules.py) registered no {what}")):
         for args in (["run", str(tmp_path / "cfg.yaml"), "--out", str(tmp_path / "r")], ["config", str(tmp_path / "cfg.yaml")]):
             res = CliRunner().invoke(app, args, env=env)
