@@ -76,7 +76,8 @@ class DataConfig(_Strict):
     xis: tuple[float, ...] = Field(
         (1.0, 3.0), min_length=2, description="(pixels) nlgp: correlation length of each class, one class each")
     gain: float = Field(3.0, gt=0, description="(dimensionless) nlgp: gain g of the erf non-linearity")
-    torus: bool = Field(True, description="(flag) nlgp: periodic boundaries")
+    torus: bool = Field(True, description="(flag) nlgp: periodic boundaries (a tensors file's own torus array "
+                        "decides for it; this field is not read there)")
     ridge: float = Field(1e-3, ge=0, description="(variance) added to covariance diagonals (nlgp field, clones)")
     grayscale: bool = Field(True, description="(flag) cifar10: convert RGB to grayscale")
     standardize: bool = Field(False, description="(flag) per-image standardization (zero mean, unit variance per image)")
