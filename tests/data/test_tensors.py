@@ -180,3 +180,13 @@ def test_a_bad_geometry_is_one_clear_error(tmp_path, arrays, needle):
     np.savez(tmp_path / "g.npz", X=X, y=y, **arrays)
     with pytest.raises(TicketscopeError, match=needle):
         make_dataset(DataConfig(name="tensors", path=str(tmp_path / "g.npz")))
+
+
+def test_the_ensemble_planner_sizes_a_whole_file_from_its_headers(tmp_path):
+    from ticketscope.engine.plan import run_memory_bytes
+
+    X, y = blobs(800, 0)
+    np.savez(tmp_path / "d.npz", X=X, y=y)
+    base = {"data": {"name": "tensors", "path": str(tmp_path / "d.npz")}, **SMALL}
+    whole = run_memory_bytes(parse_config(base))
+    assert whole == run_memory_bytes(parse_config({**base, "data": {**base["data"], "n_train": 640, "n_test": 160}}))
