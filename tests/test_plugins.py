@@ -109,3 +109,21 @@ def test_a_rule_declares_what_it_needs_and_gets_it(tmp_path):
     assert int(mask.sum()) == round(0.8 * mask.numel())
     with pytest.raises(ValueError, match="a rule may need dense_weights, probe"):
         register("bad", needs=("gradients",))
+
+
+@pytest.mark.parametrize("section", [{"prune": {"method": "myrule"}}, {"data": {"name": "mydata"}}])
+def test_a_name_from_a_plugin_that_is_not_loaded_hints_at_ticketscope_plugins(tmp_path, section):
+    """`run` and `config` with $TICKETSCOPE_PLUGINS unset, then set to a file that registers other names."""
+    from typer.testing import CliRunner
+
+    from ticketscope.cli import app
+
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(merge(TINY, section)))
+    what = "pruning rule" if "prune" in section else "data set"
+    unset = "needs its file or module named in $TICKETSCOPE_PLUGINS, which is unset here"
+    for env, hint in (({"TICKETSCOPE_PLUGINS": None}, unset),
+                      ({"TICKETSCOPE_PLUGINS": "my_rules.py"}, f"$TICKETSCOPE_PLUGINS (my_rules.py) registered no {what}")):
+        for args in (["run", str(tmp_path / "cfg.yaml"), "--out", str(tmp_path / "r")], ["config", str(tmp_path / "cfg.yaml")]):
+            res = CliRunner().invoke(app, args, env=env)
+            assert hint in str(res.exception) and f"no {what} named 'my" in str(res.exception), res.exception
+    assert not (tmp_path / "r").exists()

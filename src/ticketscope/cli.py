@@ -46,14 +46,15 @@ STD = typer.Option(False, "--standardize", help="per-image standardization")
 
 
 @data_app.command("sample")
-def data_sample(out: Path = typer.Option(..., "--out", help="output .safetensors file (X, y)"),
+def data_sample(out: Path = typer.Option(..., "--out", help="output .safetensors file (X, y, input_shape, torus)"),
                 n: int = typer.Option(1000, "--n", help="number of samples"),
                 seed: int = typer.Option(0, "--seed"),
                 split: str = typer.Option("train", "--split", help="train | test"),
                 task: str = TASK, L: int = L_OPT, dim: int = DIM, xi: list[float] = XI, gain: float = GAIN,
                 clone: bool = CLONE, open_: bool = OPEN, data_dir: Optional[str] = DATA_DIR,
                 grayscale: bool = GRAY, standardize: bool = STD) -> None:
-    """Write n samples (X float32 (n, D), y int64) of a data set to a safetensors file."""
+    """Write n samples (X float32 (n, D), y int64) of a data set to a safetensors file, with their geometry
+    (input_shape, torus: 0 or 1), ready for `data: {name: tensors, path: OUT}`."""
     from .data import make_dataset
     from .io import save_tensors
 
@@ -61,8 +62,12 @@ def data_sample(out: Path = typer.Option(..., "--out", help="output .safetensors
     if split not in ("train", "test"):
         raise TicketscopeError(f"--split must be train or test, not {split!r}")
     X, y = getattr(ds, split)(n, seed=seed)
-    save_tensors(out, {"X": X, "y": y})
-    typer.echo(f"wrote {len(X)} samples of {ds.name} (input shape {ds.input_shape}) to {out}")
+    import torch
+
+    save_tensors(out, {"X": X, "y": y, "input_shape": torch.tensor(ds.input_shape, dtype=torch.int64),
+                       "torus": torch.tensor([int(ds.torus)], dtype=torch.int64)})
+    typer.echo(f"wrote {len(X)} samples of {ds.name} (input shape {ds.input_shape}"
+               f"{', on a torus' if ds.torus else ''}) to {out}")
 
 
 @data_app.command("show")

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from .errors import TicketscopeError
@@ -76,14 +76,19 @@ class DataConfig(_Strict):
     xis: tuple[float, ...] = Field(
         (1.0, 3.0), min_length=2, description="(pixels) nlgp: correlation length of each class, one class each")
     gain: float = Field(3.0, gt=0, description="(dimensionless) nlgp: gain g of the erf non-linearity")
-    torus: bool = Field(True, description="(flag) nlgp: periodic boundaries")
+    torus: bool = Field(True, description="(flag) nlgp: periodic boundaries (a tensors file's own torus array "
+                        "decides for it; this field is not read there)")
     ridge: float = Field(1e-3, ge=0, description="(variance) added to covariance diagonals (nlgp field, clones)")
     grayscale: bool = Field(True, description="(flag) cifar10: convert RGB to grayscale")
     standardize: bool = Field(False, description="(flag) per-image standardization (zero mean, unit variance per image)")
     data_dir: str | None = Field(
         None, description="(path) folder of the real data sets; default: $TICKETSCOPE_DATA or ~/.cache/ticketscope")
-    n_train: int = Field(20000, ge=1, description="(samples) training set size (ignored when online)")
-    n_test: int = Field(2000, ge=1, description="(samples) held-out evaluation set size")
+    n_train: int | None = Field(
+        20000, ge=1, description="(samples) training set size (ignored when online); tensors: default null, the "
+        "file's whole train split, or a seeded subset of this many of its items")
+    n_test: int | None = Field(
+        2000, ge=1, description="(samples) held-out evaluation set size; tensors: default null, the file's whole "
+        "test split, or a seeded subset of this many")
     online: bool = Field(
         False, description="(flag) synthetic data only: draw a fresh mini-batch every step instead of a fixed training set")
     stream: Literal[1, 2] = Field(
@@ -94,10 +99,34 @@ class DataConfig(_Strict):
         "it was registered with (register_dataset(name, params=Model)); its factory reads them as cfg.params, that "
         "model's instance (None for a data set without one, like every built-in)")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _whole_file(cls, data: Any) -> Any:
+        """A tensors file (not its clone, which samples without end) is used whole unless ``n_train`` /
+        ``n_test`` cap it: their default is null there. Every other data set keeps 20000 / 2000, so its
+        configs keep their digests."""
+        if isinstance(data, dict) and data.get("name") == "tensors":
+            try:
+                clone = TypeAdapter(bool).validate_python(data.get("gaussian_clone", False))
+            except ValidationError:  # the field's own check names it
+                return data
+            if not clone:
+                return {"n_train": None, "n_test": None, **data}
+        return data
+
     @field_validator("name")
     @classmethod
     def _registered(cls, v: str) -> str:
         return DATASETS.require(v)
+
+    @model_validator(mode="after")
+    def _sizes(self) -> DataConfig:
+        whole = [f for f in ("n_train", "n_test") if getattr(self, f) is None]
+        if whole and (self.name != "tensors" or self.gaussian_clone):
+            what = f"data set {self.name!r}" + ("'s Gaussian clone" if self.gaussian_clone else "")
+            raise ValueError(f"data.{whole[0]}: null (the whole split) is for a tensors file; the {what} needs a "
+                             f"number of samples")
+        return self
 
     @field_validator("params")
     @classmethod

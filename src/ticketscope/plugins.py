@@ -17,7 +17,17 @@ from pydantic import BaseModel
 
 from .errors import TicketscopeError
 
+PLUGINS_ENV = "TICKETSCOPE_PLUGINS"
 _loaded = False
+
+
+def plugin_hint(what: str) -> str:
+    """What to say after "no ``what`` named X": where a plug-in's names come from, and what this process
+    loaded (``$TICKETSCOPE_PLUGINS``, often unset in a new shell or a worker started without it)."""
+    given = os.environ.get(PLUGINS_ENV, "")
+    if not given:
+        return f"; a plug-in's {what} needs its file or module named in ${PLUGINS_ENV}, which is unset here"
+    return f"; ${PLUGINS_ENV} ({given}) registered no {what} by that name"
 
 
 def load_plugins() -> None:
@@ -26,7 +36,7 @@ def load_plugins() -> None:
     if _loaded:
         return
     _loaded = True  # before importing: a plugin importing ticketscope.pruning must not recurse
-    for item in filter(None, os.environ.get("TICKETSCOPE_PLUGINS", "").split(os.pathsep)):
+    for item in filter(None, os.environ.get(PLUGINS_ENV, "").split(os.pathsep)):
         try:
             if item.endswith(".py"):
                 spec = importlib.util.spec_from_file_location(f"ticketscope_plugin_{Path(item).stem}", item)

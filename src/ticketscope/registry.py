@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from .plugins import plugin_hint
 
 
 class Registry:
@@ -34,7 +35,7 @@ class Registry:
         self._load()
         if name not in self.objects:
             raise ValueError(f"no {self.what} named {name!r}; the registered {self.what}s are "
-                             f"{', '.join(sorted(self.objects))}")
+                             f"{', '.join(sorted(self.objects))}{plugin_hint(self.what)}")
         return name
 
     def params_model(self, name: str) -> type[BaseModel] | None:

@@ -140,3 +140,22 @@ def test_bad_requests(tmp_path: Path) -> None:
         download("natural", tmp_path)
     with pytest.raises(TicketscopeError, match="must name exactly the files"):
         download("cifar10", tmp_path, url_base="http://127.0.0.1:9/", checksums={"other.tar.gz": "0" * 32})
+
+
+def test_a_data_dir_that_is_a_file_is_one_clear_error_naming_the_options(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from ticketscope.cli import app
+
+    (tmp_path / "afile").write_text("not a folder")
+    runner = CliRunner()
+    cases = [(["data", "download", "mnist", "--data-dir", str(tmp_path / "afile")], {}, "it is"),
+             (["data", "download", "mnist", "--data-dir", str(tmp_path / "afile" / "sub")], {}, f"{tmp_path / 'afile'} is"),
+             (["data", "sample", "--task", "mnist", "--out", str(tmp_path / "x.safetensors")],
+              {"TICKETSCOPE_DATA": str(tmp_path / "afile")}, "it is")]
+    for args, env, where in cases:
+        res = runner.invoke(app, args, env=env)
+        assert isinstance(res.exception, TicketscopeError), (args, res.exception)
+        msg = str(res.exception)
+        assert f"{where} a file, not a folder" in msg and "--data-dir" in msg and "$TICKETSCOPE_DATA" in msg, msg
+    assert not (tmp_path / "x.safetensors").exists()

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from ..config import DataConfig
 
 __all__ = ["DATASETS", "DATASET_PARAMS", "Dataset", "NLGPTask", "Signature", "make_dataset", "register_dataset",
-           "signature"]
+           "signature", "split_sizes"]
 
 Factory = Callable[["DataConfig"], Dataset]
 Signature = tuple[tuple[int, ...], int]
@@ -75,6 +75,17 @@ def signature(cfg: "DataConfig") -> Signature:
         shape, classes = _SIGNATURES[cfg.name](cfg)
         return tuple(int(v) for v in shape), int(classes)
     return _built_signature(cfg)
+
+
+def split_sizes(cfg: DataConfig) -> tuple[int, int]:
+    """(training, test) items a run of ``cfg`` holds: ``n_train`` / ``n_test``, or where null (a tensors
+    file used whole) the file's split sizes, read from its headers."""
+    if cfg.n_train is not None and cfg.n_test is not None:
+        return cfg.n_train, cfg.n_test
+    from .tensors import file_split_sizes
+
+    n_train, n_test = file_split_sizes(cfg.path)
+    return (n_train if cfg.n_train is None else cfg.n_train), (n_test if cfg.n_test is None else cfg.n_test)
 
 
 def make_dataset(cfg: "DataConfig") -> Dataset:

@@ -65,6 +65,19 @@ SOURCES: dict[str, Source] = {
 }
 
 
+def require_folder(root: str | Path) -> Path:
+    """``root`` (user-expanded) unless it, or the nearest of its parents that exists, is something other
+    than a folder: then one error naming the options that set it (a missing folder is fine, download
+    creates it)."""
+    root = Path(root).expanduser()
+    there = next((p for p in (root, *root.parents) if p.exists()), None)
+    if there is not None and not there.is_dir():
+        where = "it is" if there == root else f"{there} is"
+        raise TicketscopeError(f"data folder {root}: {where} a file, not a folder; point --data-dir, data.data_dir "
+                               f"or $TICKETSCOPE_DATA at a folder (download creates it if missing)")
+    return root
+
+
 def how_to_get(name: str, root: Path) -> str:
     """One sentence telling the user how to put data set ``name`` under ``root``."""
     src = SOURCES[name]
@@ -86,7 +99,7 @@ def download(name: str, root: str | Path, url_base: str | None = None,
         hint = "; 'natural' needs no download (it ships with scikit-image)" if name == "natural" else ""
         raise TicketscopeError(f"cannot download {name!r}: known data sets are {sorted(SOURCES)}{hint}")
     src = SOURCES[name]
-    folder = Path(root).expanduser() / name
+    folder = require_folder(root) / name
     if all((folder / f).is_file() for f in src.needed):
         return folder
     files = dict(src.checksums if checksums is None else checksums)

@@ -31,7 +31,7 @@ import torch
 from ..errors import TicketscopeError
 from ..seeding import generator
 from .base import Dataset
-from .download import CIFAR_FOLDER, CIFAR_TEST, CIFAR_TRAIN, how_to_get
+from .download import CIFAR_FOLDER, CIFAR_TEST, CIFAR_TRAIN, how_to_get, require_folder
 from .features import Split, luminance, to_features
 
 
@@ -47,17 +47,26 @@ FASHION_MNIST_CLASSES = ("T-shirt/top", "trouser", "pullover", "dress", "coat", 
 
 
 def data_root(cfg_data_dir: str | Path | None = None) -> Path:
-    """Folder holding the real data sets: ``cfg_data_dir`` > ``$TICKETSCOPE_DATA`` > ``~/.cache/ticketscope``."""
+    """Folder holding the real data sets: ``cfg_data_dir`` > ``$TICKETSCOPE_DATA`` > ``~/.cache/ticketscope``;
+    a file there is refused (:func:`~ticketscope.data.download.require_folder`)."""
     chosen = cfg_data_dir or os.environ.get(DATA_ENV)
-    return Path(chosen).expanduser() if chosen else Path.home() / ".cache" / "ticketscope"
+    return require_folder(chosen if chosen else Path.home() / ".cache" / "ticketscope")
 
 
-def subset_indices(size: int, n: int | None, gen: torch.Generator, what: str) -> np.ndarray:
-    """All of ``0..size-1`` in order (``n=None``) or the first n of a seeded permutation (nested in n)."""
+SIZE_FIELDS = {"train": "data.n_train (or prune.n_probe, a probe rule's probe set)", "test": "data.n_test"}
+"""The config fields that ask a finite split for a number of items, named by the error when it holds fewer."""
+
+
+def subset_indices(size: int, n: int | None, gen: torch.Generator, what: str, split: Split | None = None,
+                   whole: str = "") -> np.ndarray:
+    """All of ``0..size-1`` in order (``n=None``) or the first n of a seeded permutation (nested in n).
+    Too many (or a negative n) is refused in one line naming ``split``'s config field (:data:`SIZE_FIELDS`);
+    ``whole`` ends it (e.g. how to use the whole split)."""
     if n is None:
         return np.arange(size)
     if not 0 <= n <= size:
-        raise TicketscopeError(f"asked for {n} {what} images, but there are {size}")
+        field = f"; set {SIZE_FIELDS[split]} to at most {size}{whole}" if split in SIZE_FIELDS else ""
+        raise TicketscopeError(f"asked for {n} {what} items, but there are {size}{field}")
     return torch.randperm(size, generator=gen)[:n].numpy()
 
 
@@ -139,7 +148,7 @@ class FileImages(Dataset):
 
     def _take(self, split: Split, n: int | None, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
         images, labels = self._split(split)
-        idx = subset_indices(len(labels), n, generator(self.name, split, seed), f"{self.name} {split}")
+        idx = subset_indices(len(labels), n, generator(self.name, split, seed), f"{self.name} {split}", split)
         x = to_features(self._pixels(images[idx]), self.standardize)
         return torch.from_numpy(x), torch.from_numpy(labels[idx].astype(np.int64))
 

@@ -1,11 +1,15 @@
 """Your own data: a labelled set from a ``.safetensors`` or ``.npz`` file (``data: {name: tensors, path: F}``).
 
 The file holds ``X`` (n, ...) float inputs and ``y`` (n,) integer labels 0..C-1; optionally a test split
-``X_test`` / ``y_test`` (without one, the last ``max(1, n // 5)`` items of X are held out) and
+``X_test`` / ``y_test`` (without one, the last ``max(1, n // 5)`` items of X are held out), its geometry
 ``input_shape`` (integers whose product is X's per-item size, e.g. ``[28, 28]`` or ``[3, 32, 32]``;
-default: X's own item shape). Inputs are used as given (flattened to float32), or per-item
-standardized with ``standardize``. ``.npz`` files are read without pickle. ``train(n, seed)`` /
-``test(n, seed)``: all items in file order (``n=None``) or a seeded subset of n, nested in n.
+default: X's own item shape) and ``torus`` (one 0 or 1: whether that grid is periodic, as the NLGP's is;
+default 0). ``ticketscope data sample`` writes both, so a sampled 12 x 12 NLGP file is measured as 12 x 12
+images on a torus. The file's ``torus`` decides: the config's ``data.torus`` is the NLGP's setting and is
+not read here. Inputs are used as given (flattened to float32), or per-item standardized with
+``standardize``. ``.npz`` files are read without pickle. ``train(n, seed)`` / ``test(n, seed)``: all items
+in file order (``n=None``, what a config's default null ``data.n_train`` / ``data.n_test`` asks for) or a
+seeded subset of n, nested in n; more than a split holds is refused naming the field to lower.
 """
 
 from __future__ import annotations
@@ -20,9 +24,9 @@ from ..errors import TicketscopeError
 from ..seeding import generator
 from .base import Dataset
 from .features import Split, standardize_rows
-from .images import subset_indices
+from .images import SIZE_FIELDS, subset_indices
 
-KEYS = ("X", "y", "X_test", "y_test", "input_shape")
+KEYS = ("X", "y", "X_test", "y_test", "input_shape", "torus")
 
 
 def read_arrays(path: Path, keys: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
@@ -83,6 +87,19 @@ def file_signature(path: str | Path | None) -> tuple[tuple[int, ...], int]:
     return ds.input_shape, ds.num_classes
 
 
+def file_split_sizes(path: str | Path) -> tuple[int, int]:
+    """(train, test) items of a tensors file, from its headers (its own test split, else the last fifth held
+    out), or read whole when its headers cannot be read this way."""
+    path = Path(path)
+    try:
+        shapes = _header_shapes(path)
+        n = shapes["X"][0]
+        return (n, shapes["X_test"][0]) if "X_test" in shapes else (n - max(1, n // 5), max(1, n // 5))
+    except Exception:  # noqa: BLE001  (anything unusual: let the full reader give its clear error)
+        ds = TensorFile(path)
+        return len(ds._splits["train"][1]), ds.test_size
+
+
 class TensorFile(Dataset):
     """A finite labelled set read from one file (module docstring)."""
 
@@ -94,7 +111,7 @@ class TensorFile(Dataset):
         missing = [k for k in ("X", "y") if k not in arrays]
         if missing:
             raise TicketscopeError(f"{self.path}: missing {', '.join(missing)}; it holds {sorted(arrays)} "
-                                   f"(expected X, y and optionally X_test, y_test, input_shape)")
+                                   f"(expected X, y and optionally X_test, y_test, input_shape, torus)")
         if ("X_test" in arrays) != ("y_test" in arrays):
             raise TicketscopeError(f"{self.path}: a test split needs both X_test and y_test; it holds {sorted(arrays)}")
         X, y = arrays["X"], arrays["y"]
@@ -105,14 +122,29 @@ class TensorFile(Dataset):
             hold = max(1, len(X) // 5)
             splits = {"train": (X[:-hold], y[:-hold]), "test": (X[-hold:], y[-hold:])}
         item = X.shape[1:]
-        shape = tuple(int(v) for v in arrays["input_shape"]) if "input_shape" in arrays else (item or (1,))
+        shape = self._shape(arrays["input_shape"]) if "input_shape" in arrays else (item or (1,))
         if math.prod(shape) != math.prod(item):
             raise TicketscopeError(f"{self.path}: input_shape {shape} does not match X's item size {math.prod(item)}")
         for split, (xs, ys) in splits.items():
             self._check(split, xs, ys, item)
-        self.name, self.input_shape = "tensors", shape
+        self.name, self.input_shape, self.torus = "tensors", shape, self._torus(arrays.get("torus"))
         self.num_classes = int(max(ys.max() for _, ys in splits.values())) + 1
         self._splits = {s: (xs.reshape(len(xs), -1).astype(np.float32), ys.astype(np.int64)) for s, (xs, ys) in splits.items()}
+
+    def _shape(self, shape: np.ndarray) -> tuple[int, ...]:
+        if shape.ndim != 1 or not len(shape) or not np.issubdtype(shape.dtype, np.integer) or shape.min() < 1:
+            raise TicketscopeError(f"{self.path}: input_shape must be a list of positive integers, e.g. [12, 12]; "
+                                   f"got {shape.dtype} {shape.tolist()}")
+        return tuple(int(v) for v in shape)
+
+    def _torus(self, flag: np.ndarray | None) -> bool:
+        if flag is None:
+            return False
+        if flag.size != 1 or not (np.issubdtype(flag.dtype, np.integer) or flag.dtype == np.bool_) \
+                or int(flag.reshape(-1)[0]) not in (0, 1):
+            raise TicketscopeError(f"{self.path}: torus must be one 0 or 1 (whether input_shape's grid is periodic), "
+                                   f"got {flag.dtype} {flag.reshape(-1)[:4].tolist()}")
+        return bool(flag.reshape(-1)[0])
 
     def _check(self, split: Split, X: np.ndarray, y: np.ndarray, item: tuple[int, ...]) -> None:
         keys = ("X", "y") if split == "train" else ("X_test", "y_test")
@@ -141,6 +173,7 @@ class TensorFile(Dataset):
 
     def _take(self, split: Split, n: int | None, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
         X, y = self._splits[split]
-        idx = subset_indices(len(y), n, generator("tensors", split, seed), f"{self.path.name} {split}")
+        whole = f", or leave {SIZE_FIELDS[split].split()[0]} out to use the whole split"
+        idx = subset_indices(len(y), n, generator("tensors", split, seed), f"{self.path.name} {split}", split, whole)
         x = standardize_rows(X[idx]) if self.standardize else X[idx]
         return torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(y[idx])

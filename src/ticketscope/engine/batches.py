@@ -46,7 +46,7 @@ class BatchSource:
             if len(X) < batch_size:
                 raise TicketscopeError(
                     f"train.batch_size = {batch_size} exceeds the training set ({len(X)} samples); "
-                    "lower train.batch_size or raise data.n_train")
+                    "lower train.batch_size, or raise data.n_train where the data set holds more")
             self.per_epoch = len(X) // batch_size
         self._epoch, self._perm = -1, None
 

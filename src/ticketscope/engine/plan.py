@@ -13,7 +13,7 @@ from math import prod
 from typing import Any
 
 from ..config import ModelConfig, RunConfig, TrainConfig
-from ..data import signature
+from ..data import signature, split_sizes
 from .batches import chunk_steps
 
 _NOT_SHARED_MODEL = {"init", "init_std"}
@@ -65,7 +65,8 @@ def run_memory_bytes(cfg: RunConfig) -> int:
     states = 3 + (2 if cfg.train.optimizer == "adam" else 1)
     activations = 6 * B * sum(widths)
     batches = chunk_steps(B, D) * B * (D + 2)
-    data = (0 if cfg.data.online else cfg.data.n_train) * D + (cfg.train.n_eval_train + cfg.data.n_test) * D
+    n_train, n_test = split_sizes(cfg.data)
+    data = (0 if cfg.data.online else n_train) * D + (cfg.train.n_eval_train + n_test) * D
     return 4 * (states * params + activations + batches + data)
 
 
