@@ -29,7 +29,7 @@ from .errors import TicketscopeError
 from .models import FCN
 from .runs import RunDir, complete_runs
 
-ANALYSIS_TABLES = ("units", "rounds", "cavity")
+ANALYSIS_TABLES = ("units", "rounds", "cavity", "lagged")
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ class Run:
         return self.store.summary_table(self.config)
 
     def analysis(self, table: str = "rounds") -> pd.DataFrame:
-        """An analysis table (``units``, ``rounds`` or ``cavity``); runs ``analyze`` first if it is missing or old."""
+        """An analysis table (``units``, ``rounds``, ``cavity`` or ``lagged``); runs ``analyze`` first if it is missing or old."""
         if table not in ANALYSIS_TABLES:
             raise TicketscopeError(f"no analysis table {table!r}; choose one of {', '.join(ANALYSIS_TABLES)}")
         from .analysis import analyze_run

@@ -230,7 +230,8 @@ class PruneConfig(_Strict):
     method: str = Field(
         "imp", description="a registered pruning rule (ticketscope.pruning.RULES): imp: iterative magnitude; "
         "oneshot: magnitude of the dense trained net; random; cavity: remove weights whose removal most raises "
-        "non-Gaussianity; or your own, registered with @ticketscope.pruning.register")
+        "non-Gaussianity; cavity-high / cavity-low: IMP's count from the band of smallest |w| (params.band), those "
+        "whose removal raises non-Gaussianity most / least; or your own, registered with @ticketscope.pruning.register")
     fraction: float = Field(0.2, gt=0, lt=1, description="(fraction of remaining weights) removed per round")
     scope: Literal["layerwise", "global"] = Field(
         "layerwise", description="threshold per layer or across layers (global: every method matches IMP's overall "
@@ -250,7 +251,7 @@ class PruneConfig(_Strict):
     params: Any = Field(
         None, validate_default=True, description="(mapping) the rule's own parameters, checked against the model it "
         "was registered with (@register(name, params=Model)); the rule reads them as ctx.params, that model's "
-        "instance (None for a rule without one, like every built-in)")
+        "instance (None for a rule without one, like every built-in but cavity-high and cavity-low)")
 
 
 _LATER_FIELDS = {"data": ("path", "params"),

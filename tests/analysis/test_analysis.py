@@ -13,6 +13,7 @@ from ticketscope.analysis import run as analysis_run
 from ticketscope.config import parse_config
 from ticketscope.data import make_dataset
 from ticketscope.io import load_tensors
+from ticketscope.metrics import lagged_coefficients
 from ticketscope.runs import RunDir, run_experiment
 from ticketscope.seeding import derive_seed
 
@@ -72,6 +73,24 @@ def test_analyze_survives_runs_without_measurable_receptive_fields(tmp_path, upd
     rounds = pd.read_parquet(out / "rounds.parquet")
     assert sorted(rounds["round"].unique()) == list(range(cfg.prune.rounds + 1))
     assert not (out / "rf_grid.png").exists()  # nothing to draw in either case
+
+
+def test_lagged_table_is_the_metric_on_the_stored_units(analyzed):
+    """lagged.parquet: one row per pruned layer, the lead and reverse coefficients of lagged_coefficients on the
+    stored units.parquet (ng_excess, localization); the deeper layer has no localization, so every pair is dropped."""
+    _, _, out = analyzed
+    units = pd.read_parquet(out / "units.parquet")
+    lagged = pd.read_parquet(out / "lagged.parquet")
+    assert lagged.columns.tolist() == ["layer", "lead", "reverse", "n_pairs", "n_dropped"]
+    assert lagged["layer"].tolist() == ["layers.0", "layers.1"]
+    for row in lagged.itertuples(index=False):
+        expected = lagged_coefficients(units[units["layer"] == row.layer], ng="ng_excess", loc="localization")
+        assert (row.n_pairs, row.n_dropped) == (expected.n_pairs, expected.n_dropped)
+        np.testing.assert_array_equal([row.lead, row.reverse], [expected.lead, expected.reverse])
+    first, deeper = lagged.set_index("layer").loc["layers.0"], lagged.set_index("layer").loc["layers.1"]
+    assert first["n_pairs"] + first["n_dropped"] == 16 and first["n_pairs"] >= 5  # 3 rounds: one pair a unit
+    assert np.isfinite(first["lead"]) and np.isfinite(first["reverse"])
+    assert (deeper["n_pairs"], deeper["n_dropped"]) == (0, 8) and np.isnan(deeper["lead"])
 
 
 def test_an_older_analysis_version_is_recomputed_and_provenance_recorded(analyzed, caplog):

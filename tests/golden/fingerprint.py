@@ -41,10 +41,11 @@ grid:
 TIMING = {"train_time_s", "wall_s", "train_s", "analysis_s", "provenance", "hook_time_s"}
 ADDED = {  # fields files gained after af92e81 (records, not results), left out so old and new compare
     "round.json": {"config_digest", "history.parquet"},  # integrity: the config digest, the history's checksum
-    "analysis.json": {"tables", "checkpoints"},  # the checksums of the tables and of what they measured
+    "analysis.json": {"tables", "checkpoints", "version"},  # the tables' checksums, what they measured, the version
     "claims.json": {"planned_a", "planned_b"},  # the seeds each arm planned
 }
 NEW_FILES = {"report/points.parquet"}  # files added after af92e81: every planned point and what became of it
+NEW_TABLES = {"lagged.parquet"}  # in every run's analysis: the lagged per-unit statistics (issue 19)
 
 
 def _strip(obj: Any, extra: frozenset[str] = frozenset()) -> Any:
@@ -71,7 +72,8 @@ def digest_tree(root: Path, skip: tuple[str, ...] = ()) -> dict[str, str]:
         rel = p.relative_to(root).as_posix()
         if rel.startswith(skip):
             continue
-        if not p.is_file() or p.name.startswith(".") or p.suffix in (".png", ".html", ".md", ".lock") or rel in NEW_FILES:
+        if not p.is_file() or p.name.startswith(".") or p.suffix in (".png", ".html", ".md", ".lock") or rel in NEW_FILES \
+                or p.name in NEW_TABLES:
             continue
         if p.suffix == ".parquet":
             out[rel] = _table(p)

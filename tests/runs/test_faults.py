@@ -101,7 +101,7 @@ RUN_FILES = ["config.yaml", "run.json", "metrics.parquet"]
 ROUND_FILES = ["round.json", "start.safetensors", "final.safetensors", "masks.safetensors", "history.parquet",
                "snapshots.safetensors"]
 ANALYSIS_FILES = ["analysis/analysis.json", "analysis/units.parquet", "analysis/rounds.parquet",
-                  "analysis/cavity.parquet", "analysis/snapshots.parquet"]
+                  "analysis/cavity.parquet", "analysis/snapshots.parquet", "analysis/lagged.parquet"]
 EVERY_FILE = [*RUN_FILES, *(f"rounds/{r:03d}/{f}" for r in range(3) for f in ROUND_FILES),
               "rounds/000/rewind.safetensors", *ANALYSIS_FILES]
 ONE_OF_EACH = [("config.yaml", "truncated"), ("run.json", "deleted"), ("metrics.parquet", "flipped"),

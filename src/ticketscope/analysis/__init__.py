@@ -11,6 +11,9 @@
   units of the above, plus the cavity analysis of the next round's pruning step;
 * ``cavity.parquet``  per-class cavity scores (change of the class-pooled |kappa - 3|) of the weights the next round removes,
   keeps, and of random survivors (subsampled) for histograms;
+* ``lagged.parquet``  one row per layer: the lead and reverse coefficients of a unit's change of excess
+  non-Gaussianity and of localization across rounds (:func:`ticketscope.metrics.lagged_coefficients`),
+  with the (unit, round) pairs used and dropped;
 * ``snapshots.parquet`` (runs with ``train.snapshots``) one row per (round, step, first-layer unit) of
   the weight snapshots taken during training: samples seen (step x batch size), IPR and spatial
   localization, the emergence of receptive fields over training time (Ingrosso & Goldt, Fig. 1D/1G);
@@ -27,7 +30,7 @@ The package: :mod:`.measures` (the list of per-unit measures and the cavity scor
 from .figures import rf_figure, rf_panels, ranked_units, write_figures
 from .measures import (ANALYSIS_VERSION, MEANS, MEASURES, SAMPLES_PER_GROUP, LayerBatch, Measure, batched_cavity_scores,
                        cavity_rows, measure, measure_batch, round_means, unit_measures)
-from .run import analysis_status, analyze_run, measure_rounds, probe_set, snapshot_measures
+from .run import analysis_status, analyze_run, lagged_table, measure_rounds, probe_set, snapshot_measures
 
 __all__ = [
     "ANALYSIS_VERSION",
@@ -40,6 +43,7 @@ __all__ = [
     "analyze_run",
     "batched_cavity_scores",
     "cavity_rows",
+    "lagged_table",
     "measure",
     "measure_batch",
     "measure_rounds",

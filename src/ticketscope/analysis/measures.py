@@ -26,7 +26,7 @@ from ..metrics.moments import BLOCK_ELEMENTS
 if TYPE_CHECKING:
     from ..data import Dataset
 
-ANALYSIS_VERSION = 3  # bump when a stored measure changes: older analyses are then recomputed
+ANALYSIS_VERSION = 4  # bump when a stored measure changes: older analyses are then recomputed
 SAMPLES_PER_GROUP = 2000  # cavity scores kept per (round, layer, group) for histograms
 
 

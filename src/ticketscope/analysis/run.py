@@ -17,6 +17,7 @@ import torch
 from ..config import RunConfig
 from ..data import Dataset, make_dataset
 from ..errors import TicketscopeError
+from ..metrics import lagged_coefficients
 from ..models import FCN, layer_index
 from ..provenance import provenance
 from ..device import resolve_device
@@ -29,7 +30,7 @@ from .measures import (ANALYSIS_VERSION, LayerBatch, batched_cavity_scores, cavi
 log = logging.getLogger(__name__)
 BATCH_ELEMENTS = 2**23  # rounds measured together: about this many float64 at most per (n, units) or (units, D) array
 SNAPSHOT_MEASURES = ("ipr", "localization")  # of every first-layer unit at every weight snapshot
-TABLES = ("units", "rounds", "cavity")
+TABLES = ("units", "rounds", "cavity", "lagged")
 
 
 def probe_set(ds: Dataset, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -95,7 +96,7 @@ def analyze_run(run_dir: str | Path, n_probe: int = 4096, figures: bool = True, 
     states = [store.load(s, "final.safetensors") for s in done]
     units_df, rounds_df, cavity_df = measure_rounds(cfg, ds, done, states, X, y)
     tables = {name: store.write_analysis_table(name, table)
-              for name, table in zip(TABLES, (units_df, rounds_df, cavity_df))}
+              for name, table in zip(TABLES, (units_df, rounds_df, cavity_df, lagged_table(units_df)))}
     snap_rounds = _snapshot_rounds(done)
     snaps = snapshot_measures(store, cfg, ds, snap_rounds, device) if snap_rounds else None
     if snaps is not None:
@@ -158,6 +159,15 @@ def measure_rounds(cfg: RunConfig, ds: Dataset, done: list[dict[str, Any]], stat
     cavity = (_concat([samples[k] for k in keys if k in samples]) if samples
               else pd.DataFrame(columns=["round", "layer", "group", "score"]))
     return _concat([units[k] for k in keys]), pd.DataFrame([rows[k] for k in keys]), cavity
+
+
+def lagged_table(units: pd.DataFrame) -> pd.DataFrame:
+    """One row per layer of ``units.parquet``'s layers (in their order): the lead and reverse coefficients of
+    :func:`ticketscope.metrics.lagged_coefficients` on excess non-Gaussianity (``ng_excess``) and localization,
+    with the pairs used and dropped (every pair of a layer without localization, i.e. beyond the first)."""
+    rows = [{"layer": layer, **vars(lagged_coefficients(group, ng="ng_excess", loc="localization"))}
+            for layer, group in units.groupby("layer", sort=False)]
+    return pd.DataFrame(rows, columns=["layer", "lead", "reverse", "n_pairs", "n_dropped"])
 
 
 def _batch_inputs(xs: list[torch.Tensor]) -> torch.Tensor:

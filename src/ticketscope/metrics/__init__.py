@@ -1,11 +1,14 @@
-"""Measurements of pruned layers: RF localization, connectivity, kurtosis and cavity scores.
+"""Measurements of pruned layers: RF localization, connectivity, kurtosis and cavity scores, and lagged
+per-unit statistics across rounds.
 
-All take and return torch tensors and compute on their inputs' device; see SCIENCE.md
+The layer measures take and return torch tensors and compute on their inputs' device; the lagged
+statistics (:mod:`.lagged`) read a run's tidy unit x round table (pandas). See SCIENCE.md
 ("Measurements") for the definitions.
 """
 
 from .cavity import CavityAnalysis, ScoreSummary, cavity_analysis, cavity_groups, cavity_scores, class_cavity_scores
 from .connectivity import DisplacementHistogram, InDegreeHistogram, displacement_histogram, in_degree_histogram
+from .lagged import LaggedCoefficients, lagged_coefficients
 from .localization import ipr, ipr_null, rf_centre_and_spread, spatial_localization
 from .moments import (ClassKurtosis, NongaussianityNull, class_kurtosis, kurtosis, nongaussianity, nongaussianity_null,
                       pool_classes, preactivations)
@@ -16,6 +19,7 @@ __all__ = [
     "ClassKurtosis",
     "DisplacementHistogram",
     "InDegreeHistogram",
+    "LaggedCoefficients",
     "ScoreSummary",
     "cavity_analysis",
     "cavity_groups",
@@ -27,6 +31,7 @@ __all__ = [
     "ipr",
     "ipr_null",
     "kurtosis",
+    "lagged_coefficients",
     "nongaussianity",
     "nongaussianity_null",
     "NongaussianityNull",

@@ -11,11 +11,12 @@ parameters of its own declares them as a pydantic model, ``@register("name", par
 ``prune.params`` is validated against it and the rule reads the instance as ``ctx.params``. Rules
 defined in files of your own reach the command line and every sweep worker through the environment
 variable ``TICKETSCOPE_PLUGINS`` (:mod:`ticketscope.plugins`), imported once when this package is.
-Built-in rules: :mod:`.magnitude` (imp, oneshot, random), :mod:`.cavity` (cavity).
+Built-in rules: :mod:`.magnitude` (imp, oneshot, random), :mod:`.cavity` (cavity), :mod:`.banded`
+(cavity-high, cavity-low: cavity scores within IMP's magnitude band).
 """
 
 from ..plugins import load_plugins
-from . import cavity, magnitude  # noqa: F401  (register the built-in rules)
+from . import banded, cavity, magnitude  # noqa: F401  (register the built-in rules)
 from .base import (NEEDS, RULE_NEEDS, RULE_PARAMS, RULES, PruneContext, Rule, Tensors, connected_fraction, densities,
                    keep_top, register, survivor_targets)
 
