@@ -77,3 +77,71 @@ def test_bad_input_gives_one_clear_line(args, needle):
     res = _cli(*args)
     assert res.returncode == 2, res.stderr
     assert res.stderr.startswith("error:") and needle in res.stderr and "Traceback" not in res.stderr
+
+
+def _inline(tasks, options, worker):
+    for task in tasks:
+        yield from worker(task, 1)
+
+
+@pytest.fixture
+def inline_sweeps(monkeypatch):
+    """Sweeps run their tasks in this process (the sweep's logic without spawning workers)."""
+    from ticketscope.experiments import sweep as sweep_mod
+    from ticketscope.experiments.executors import Executor, Options
+
+    monkeypatch.setitem(sweep_mod.EXECUTORS, "inline", Executor("inline", Options, _inline))
+
+
+def test_a_diverged_run_is_recorded_shown_and_not_trained_again(tmp_path):
+    """On main before: show printed a blank line (exit 0), analyze advised `run`, which diverged again."""
+    cfg, run = tmp_path / "c.yaml", tmp_path / "r"
+    cfg.write_text(yaml.safe_dump(merge(TINY, {"train": {"lr": 1e9}})))
+    res = runner.invoke(app, ["run", str(cfg), "--out", str(run), "--quiet"])
+    assert res.exit_code != 0 and "diverged in round 0 at step" in str(res.exception)
+    record = json.loads((run / "diverged.json").read_text())
+    assert record["round"] == 0 and record["step"] >= 0 and record["loss"] in ("nan", "inf", "-inf")
+    shown = json.loads(runner.invoke(app, ["show", str(run), "--json"]).output)
+    assert shown["status"].startswith(f"diverged in round 0 at step {record['step']}") and shown["rounds"] == []
+    assert "diverged in round 0" in runner.invoke(app, ["show", str(run)], env={"COLUMNS": "80"}).output
+    res = runner.invoke(app, ["analyze", str(run)])
+    assert res.exit_code != 0 and "lower train.lr" in str(res.exception) and "ticketscope run" not in str(res.exception)
+    before = sorted(p.name for p in run.rglob("*"))
+    res = runner.invoke(app, ["run", str(cfg), "--out", str(run), "--quiet"])  # refused at once, nothing retrained
+    assert res.exit_code != 0 and "recorded in" in str(res.exception) and sorted(p.name for p in run.rglob("*")) == before
+
+
+def test_show_fits_80_columns_and_names_every_layer(tmp_path):
+    """On main before: 11 columns wrapped past 80, and rich read `density[layers.0]` as markup."""
+    cfg, run = tmp_path / "c.yaml", tmp_path / "r"
+    cfg.write_text(yaml.safe_dump(merge(TINY, {"model": {"hidden": [16, 8]}, "prune": {"rounds": 1}})))
+    assert runner.invoke(app, ["run", str(cfg), "--out", str(run), "--quiet"]).exit_code == 0
+    out = runner.invoke(app, ["show", str(run)], env={"COLUMNS": "80"}).output
+    lines = out.splitlines()
+    assert max(map(len, lines)) <= 80, out
+    header = next(line for line in lines if "round" in line and "density" in line)
+    assert "L0" in header and "L1" in header and header.count("density") == 1
+    assert "complete: 2 rounds" in out
+
+
+def test_a_report_names_its_failed_points_and_the_verdicts_they_cost(tmp_path, inline_sweeps):
+    """On main before: the report never mentioned a failed point and judged the survivors without a word."""
+    spec = tmp_path / "s.yaml"
+    spec.write_text(yaml.safe_dump({"name": "acc", "base": merge(TINY, {"prune": {"rounds": 1}}),
+                                    "grid": {"prune.method": ["imp", "random"], "seed": [0, 1, 2]}}))
+    out = tmp_path / "sweep"
+    assert runner.invoke(app, ["sweep", str(spec), "--out", str(out), "--executor", "inline", "--quiet"]).exit_code == 0
+    sweep = load_sweep(out / "sweep.yaml")
+    victim = next(p for p in sweep.points() if p.config.prune.method == "random" and p.config.seed == 2)
+    (out / "runs" / victim.digest / "diverged.json").write_text(json.dumps({"round": 1, "step": 7, "loss": "nan"}))
+    (out / "runs" / victim.digest / "run.json").unlink()
+    assert runner.invoke(app, ["report", str(out)]).exit_code == 0
+    md = (out / "report" / "report.md").read_text()
+    assert "6 points planned, 5 reported, **1 failed**" in md
+    assert "## Points not in this report (1)" in md and f"| {victim.digest} |" in md
+    assert "diverged in round 1 at step 7 (loss nan)" in md
+    points = pd.read_parquet(out / "report" / "points.parquet")
+    assert points.status.value_counts().to_dict() == {"reported": 5, "failed": 1}
+    claims = json.loads((out / "report" / "claims.json").read_text())
+    random_vs_imp = [c for c in claims if c["claim"].startswith("IMP localizes more than random")][0]
+    assert (random_vs_imp["n_a"], random_vs_imp["planned_a"]) == (2, 3) and "on fewer seeds than planned" in md

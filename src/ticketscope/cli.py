@@ -121,7 +121,7 @@ def _run_status(store: RunDir) -> tuple[str, str]:
 
 
 SHOW_COLUMNS = {"round": "round", "density": "density", "train_loss": "train loss", "train_accuracy": "train acc",
-                "test_loss": "test loss", "test_accuracy": "test acc", "steps": "steps", "train_time_s": "time s"}
+                "test_loss": "test loss", "test_accuracy": "test acc", "steps": "steps"}  # time: in --json
 
 
 @app.command()
@@ -137,6 +137,7 @@ def show(run_dir: Path = typer.Argument(..., help="run directory"),
         typer.echo(json.dumps({"status": status, "diverged": store.diverged(),
                                "rounds": table.to_dict(orient="records")}, indent=2))
         return
+    from rich import box
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
@@ -144,12 +145,12 @@ def show(run_dir: Path = typer.Argument(..., help="run directory"),
     cfg = store.config()
     layers = [c for c in table.columns if c.startswith("density[")]
     t = Table(title=escape(f"{run_dir}: {cfg.prune.method}, seed {cfg.seed}"), caption=escape(status),
-              caption_style=colour, padding=(0, 1))
-    columns = ["round", "density", *layers, *[c for c in SHOW_COLUMNS if c not in ("round", "density")]]
+              caption_style=colour, box=box.SIMPLE_HEAD, padding=(0, 1))
+    columns = ["round", "density", *layers, *[c for c in SHOW_COLUMNS if c not in ("round", "density")]]  # no round: []
     for col in columns:  # layer densities as L0, L1, ...: short, and no [ ] for rich to read as markup
         t.add_column(SHOW_COLUMNS.get(col, "L" + col.removeprefix("density[layers.").rstrip("]")), justify="right")
-    for row in table[columns].itertuples(index=False):
-        t.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row))
+    for row in (table[columns] if len(table) else table).itertuples(index=False):
+        t.add_row(*(f"{v:.3g}" if isinstance(v, float) else str(v) for v in row))
     console = Console()
     console.print(t)
     made_by = store.info().get("provenance")

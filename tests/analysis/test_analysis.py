@@ -14,7 +14,7 @@ from ticketscope.config import parse_config
 from ticketscope.data import make_dataset
 from ticketscope.io import load_tensors
 from ticketscope.metrics import lagged_coefficients
-from ticketscope.runs import RunDir, run_experiment
+from ticketscope.runs import DamagedRun, RunDir, run_experiment
 from ticketscope.seeding import derive_seed
 
 
@@ -215,5 +215,9 @@ def test_analysis_status_names_why_a_stored_analysis_is_stale(tmp_path):
     assert analysis_status(run, n_probe=256) == "cavity.parquet missing"
     analyze_run(run, n_probe=256, figures=False)
     assert analysis_status(run, n_probe=256) is None
-    shutil.rmtree(run / "rounds" / "000")
+    shutil.rmtree(run / "rounds" / "000")  # a finished run missing a round is damaged, never "fewer rounds"
+    with pytest.raises(DamagedRun, match="rounds/000/round.json is missing"):
+        analysis_status(run, n_probe=256)
+    (run / "run.json").unlink()
+    shutil.rmtree(run / "rounds")
     assert analysis_status(run, n_probe=256) == "no completed round"
