@@ -51,7 +51,7 @@ def test_readme_rule_registers_and_prunes_by_its_score(tmp_path):
     res = subprocess.run([*cli, "run", str(tmp_path / "cfg.yaml"), "--out", str(tmp_path / "r2")], env=env,
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 2 and "no pruning rule named 'row-normalized'" in res.stderr
-    assert "cavity, imp, oneshot, random" in res.stderr and "Traceback" not in res.stderr
+    assert "cavity, cavity-high, cavity-low, imp, oneshot, random" in res.stderr and "Traceback" not in res.stderr
     assert not (tmp_path / "r2").exists()  # nothing written for a run that cannot start
 
 

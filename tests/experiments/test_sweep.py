@@ -21,6 +21,7 @@ import torch
 
 from conftest import TINY as CONFTEST_TINY
 from conftest import merge
+from ticketscope.analysis import analyze_run
 from ticketscope.config import DataConfig, RunConfig, TrainConfig
 from ticketscope.errors import TicketscopeError
 from ticketscope.experiments import executors
@@ -300,8 +301,9 @@ def test_a_point_another_process_runs_is_waited_for_then_skipped_or_run_here(mon
             for job in task:
                 yield job.digest, Outcome("busy" if len(calls) == 1 else "ok", None, 0.0)
 
-    finished = tmp_path / "finished"  # what the other process leaves when it completes p0
+    finished = tmp_path / "finished"  # what the other process leaves when it completes p0: run and analysis
     run_experiment(p0.config, finished, progress=False)
+    analyze_run(finished, figures=False)
 
     def other_process(digest: str, completes: bool) -> threading.Thread:
         locked = threading.Event()
