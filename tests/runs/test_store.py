@@ -105,3 +105,15 @@ def test_analysis_files_are_read_through_the_store(run):
     store.write_analysis_info({"rounds": 3})
     assert store.has_analysis("rounds") and store.analysis_table("rounds")["round"].tolist() == [0, 1, 2]
     assert store.analysis_info() == read_json(store.analysis_dir / "analysis.json") == {"rounds": 3}
+
+
+def test_a_run_of_an_unloaded_plugin_rule_names_the_plugin_not_damage(run, tmp_path, monkeypatch):
+    _, _, store = run
+    copy = RunDir(tmp_path / "copy")
+    shutil.copytree(store.path, copy.path)
+    text = (copy.path / "config.yaml").read_text()
+    (copy.path / "config.yaml").write_text(text.replace("method: imp", "method: my-plugin-rule"))
+    monkeypatch.delenv("TICKETSCOPE_PLUGINS", raising=False)
+    with pytest.raises(TicketscopeError, match="TICKETSCOPE_PLUGINS") as e:
+        copy.rounds()
+    assert not isinstance(e.value, DamagedRun) and "damaged" not in str(e.value)

@@ -46,6 +46,7 @@ from ..config import RunConfig, dump_config, load_config, load_run_config
 from ..errors import Diverged, TicketscopeError
 from ..io import (atomic_write_text, exclusive_lock, file_sha256, load_tensors, read_json, save_tensors, sha256_bytes,
                   write_json, write_table)
+from ..plugins import PLUGINS_ENV
 
 CONFIG, RUN, METRICS, ROUND, ANALYSIS, LOCK = "config.yaml", "run.json", "metrics.parquet", "round.json", "analysis", ".lock"
 DIVERGED = "diverged.json"
@@ -123,7 +124,7 @@ class RunDir:
         try:
             return load_run_config(self.path)
         except TicketscopeError as e:
-            if not self.has_results():
+            if not self.has_results() or PLUGINS_ENV in str(e):  # a plug-in not loaded here is no damage
                 raise
             first = str(e).splitlines()[0].rstrip(":")
             raise DamagedRun(f"damaged run {self.path}: {self.path / CONFIG} is unreadable ({first}); "
@@ -171,7 +172,9 @@ class RunDir:
         config_file = self.path / CONFIG
         try:
             cfg = self.config()
-        except TicketscopeError:
+        except TicketscopeError as e:
+            if PLUGINS_ENV in str(e):  # names a plug-in this process has not loaded: say so, not "damaged"
+                raise
             found.append(Damage(config_file, "missing" if not config_file.exists() else "unreadable",
                                 repairable=False))
         digest = cfg.digest() if cfg is not None else None
