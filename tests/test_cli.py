@@ -145,3 +145,20 @@ def test_a_report_names_its_failed_points_and_the_verdicts_they_cost(tmp_path, i
     claims = json.loads((out / "report" / "claims.json").read_text())
     random_vs_imp = [c for c in claims if c["claim"].startswith("IMP localizes more than random")][0]
     assert (random_vs_imp["n_a"], random_vs_imp["planned_a"]) == (2, 3) and "on fewer seeds than planned" in md
+
+
+def test_a_failed_axis_stays_among_the_varying_fields(tmp_path, inline_sweeps):
+    """On main before: when every point of one train.lr value failed, train.lr vanished from "varying fields"."""
+    spec, out = tmp_path / "s.yaml", tmp_path / "sweep"
+    spec.write_text(yaml.safe_dump({"name": "lr", "base": merge(TINY, {"prune": {"rounds": 1}}),
+                                    "grid": {"train.lr": [0.05, 0.02], "seed": [0, 1]}}))
+    assert runner.invoke(app, ["sweep", str(spec), "--out", str(out), "--executor", "inline", "--quiet"]).exit_code == 0
+    import shutil
+
+    for p in load_sweep(out / "sweep.yaml").points():
+        if p.config.train.lr == 0.02:
+            shutil.rmtree(out / "runs" / p.digest)  # as if these points had failed before writing anything
+    assert runner.invoke(app, ["report", str(out)]).exit_code == 0
+    md = (out / "report" / "report.md").read_text()
+    assert "4 points planned, 2 reported, **2 failed**" in md and "varying fields: seed, train.lr" in md
+    assert md.count("never ran: run the sweep again") == 2
