@@ -146,11 +146,12 @@ def show(run_dir: Path = typer.Argument(..., help="run directory"),
     layers = [c for c in table.columns if c.startswith("density[")]
     t = Table(title=escape(f"{run_dir}: {cfg.prune.method}, seed {cfg.seed}"), caption=escape(status),
               caption_style=colour, box=box.SIMPLE_HEAD, padding=(0, 1))
-    columns = ["round", "density", *layers, *[c for c in SHOW_COLUMNS if c not in ("round", "density")]]  # no round: []
+    columns = ["round", "density", *layers, *[c for c in SHOW_COLUMNS if c not in ("round", "density")]]
     for col in columns:  # layer densities as L0, L1, ...: short, and no [ ] for rich to read as markup
         t.add_column(SHOW_COLUMNS.get(col, "L" + col.removeprefix("density[layers.").rstrip("]")), justify="right")
-    for row in (table[columns] if len(table) else table).itertuples(index=False):
-        t.add_row(*(f"{v:.3g}" if isinstance(v, float) else str(v) for v in row))
+    if len(table):  # a run that diverged in round 0 has no rows (and no columns)
+        for row in table[columns].itertuples(index=False):
+            t.add_row(*(f"{v:.3g}" if isinstance(v, float) else str(v) for v in row))
     console = Console()
     console.print(t)
     made_by = store.info().get("provenance")

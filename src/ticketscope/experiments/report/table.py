@@ -56,8 +56,8 @@ def _flatten(cfg: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def _fate(store: RunDir, error: str | None) -> tuple[str, str]:
-    """What became of a planned point: (reported | failed | damaged, why)."""
-    if (store.exists() or store.has_results()) and store.damage():
+    """What became of a planned point: (reported | failed | damaged, why); the run is verified once."""
+    if store.exists() or store.has_results():
         try:
             store.verify()
         except DamagedRun as e:
@@ -67,7 +67,7 @@ def _fate(store: RunDir, error: str | None) -> tuple[str, str]:
     diverged = store.diverged()
     if diverged is not None:
         return "failed", f"diverged in round {diverged['round']} at step {diverged['step']} (loss {diverged['loss']})"
-    if store.is_complete():
+    if store.info():  # run.json, and the whole directory verified above
         return "reported", ""
     return "failed", error or "unfinished: run the sweep again to resume it"
 
