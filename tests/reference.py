@@ -26,7 +26,7 @@ from ticketscope.analysis import SAMPLES_PER_GROUP
 from ticketscope.config import load_run_config
 from ticketscope.data import make_dataset
 from ticketscope.metrics import (cavity_analysis, cavity_groups, class_cavity_scores, class_kurtosis, ipr, ipr_null,
-                                 nongaussianity, nongaussianity_null, spatial_localization)
+                                 magnitude_band_auc, nongaussianity, nongaussianity_null, spatial_localization)
 from ticketscope.models import FCN
 from ticketscope.runs import RunDir
 from ticketscope.seeding import derive_seed
@@ -81,6 +81,9 @@ def per_round_tables(run: Path, n_probe: int) -> dict[str, pd.DataFrame]:
                 row |= {f"cavity_{g}_{k}": v for g in ("removed", "kept", "random") for k, v in vars(getattr(a, g)).items()}
                 row |= {"cavity_spearman_abs_w": a.spearman_abs_w,
                         "cavity_removed_minus_random": a.removed.mean - a.random.mean}
+                if r + 2 < len(states):
+                    band = magnitude_band_auc(scores, W, mask_next, states[r + 2][f"{name}.mask"])
+                    row |= {"cavity_auc_magnitude": band.auc, "cavity_auc_bins": float(band.bins)}
                 pick = torch.Generator().manual_seed(seed)
                 for group, v in cavity_groups(scores, mask, mask_next, seed=seed).items():
                     v = v[v.isfinite()]

@@ -48,7 +48,8 @@ def mean_ci(df: pd.DataFrame, x: str, y: str, by: Sequence[str] = (), level: flo
     return out.reset_index().sort_values(keys)
 
 
-METHOD_COLOURS = {"imp": "#1f5fa8", "oneshot": "#d9822b", "random": "#7a7a7a", "cavity": "#2a9d55"}
+METHOD_COLOURS = {"imp": "#1f5fa8", "oneshot": "#d9822b", "random": "#7a7a7a", "cavity": "#2a9d55",
+                  "cavity-high": "#c0392b", "cavity-low": "#8e44ad"}
 """One visual code in every sweep figure: colour = pruning method, line style = data vs Gaussian clone."""
 
 

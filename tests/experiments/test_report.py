@@ -53,10 +53,10 @@ def test_report_builds_with_a_row_per_claim(sweep_dir):
     table = pd.read_parquet(out / "table.parquet")
     assert table["run"].nunique() == 8 and set(table["prune.method"]) == {"imp", "oneshot"}
     rows = json.loads((out / "claims.json").read_text())
-    assert len(rows) == len(CLAIMS) == 7
-    # no random or cavity runs in this sweep: exactly the claims that need them are not tested
+    assert len(rows) == len(CLAIMS) == 15
+    # no random, cavity, cavity-high or cavity-low runs in this sweep: exactly the claims that need them are not tested
     untested = [i for i, c in enumerate(rows) if c["verdict"] == "not tested"]
-    assert untested == [2, 3, 6]
+    assert untested == [2, 3, 6, 13, 14]
     # independent recomputation of the tested rows from the checkpoints' table: scipy paired t + Holm by hand
     first = table[(table["layer"] == "layers.0") & (table["round"] == 2)]
 
@@ -67,19 +67,31 @@ def test_report_builds_with_a_row_per_claim(sweep_dir):
     pairs = {0: (arm("imp", True, "localization"), arm("imp", False, "localization")),
              1: (arm("oneshot", False, "localization"), arm("imp", False, "localization")),
              4: (arm("imp", False, "ng_excess"), arm("oneshot", False, "ng_excess"))}
+    lagged = {(m, c): pd.Series({s: pd.read_parquet(sweep_dir / "runs" / run / "analysis" / "lagged.parquet")
+                                 .set_index("layer").loc["layers.0", "lead"]
+                                 for s, run in arm(m, c, "run").items()}) for m, c in (("imp", False), ("oneshot", False))}
+    pairs[7] = lagged["oneshot", False], lagged["imp", False]  # the lead, read from each run's lagged table
     p = {i: stats.ttest_rel(a, b).pvalue for i, (a, b) in pairs.items()}
+    # the per-round cavity effect's growth: per seed the fitted slope over the rounds of data minus clone
+    rounds = table[table["layer"] == "layers.0"]
+    cav = {c: rounds[(rounds["prune.method"] == "imp") & (rounds["data.gaussian_clone"] == c)]
+           .pivot(index="round", columns="seed", values="cavity_removed_minus_random").dropna() for c in (False, True)}
+    diff = cav[False] - cav[True]
+    slopes = [np.polyfit(diff.index.to_numpy(float), diff[s].to_numpy(), 1)[0] for s in (0, 1)]
+    assert rows[11]["effect"] == pytest.approx(np.mean(slopes), rel=1e-9)
+    assert rows[11]["p"] == pytest.approx(stats.ttest_1samp(slopes, 0).pvalue, rel=1e-9)
     tested = [i for i, c in enumerate(rows) if c["verdict"] != "not tested"]
-    assert tested == [0, 1, 4, 5]
+    assert tested == [0, 1, 4, 5, 7, 8, 9, 10, 11, 12]
     for i, (a, b) in pairs.items():
         assert rows[i]["effect"] == pytest.approx((a - b).mean(), rel=1e-9)
         assert rows[i]["p"] == pytest.approx(p[i], rel=1e-9) and rows[i]["seeds"] == [0, 1]
     adj = _holm(np.array([rows[i]["p"] for i in tested]))
     np.testing.assert_allclose([rows[i]["p_adj"] for i in tested], adj, rtol=1e-12)
     text = html.read_text()
-    assert text.count("<tr>") == 8 and text.count("data:image/png;base64,") >= 5
+    assert text.count("<tr>") == 16 and text.count("data:image/png;base64,") >= 5
     assert "Chosen <em>for</em> a test." in text and "*" not in re.sub(r"<[^>]+>|data:[^\"]+", "", text)
     md = (out / "report.md").read_text()
-    assert md.count("\n| ") == 8  # header and 7 claims
+    assert md.count("\n| ") == 16  # header and 15 claims
 
 
 def _synthetic_table(rng, effects, seeds=range(8), context_values=(None, 2.0)):

@@ -42,8 +42,13 @@ TIMING = {"train_time_s", "wall_s", "train_s", "analysis_s", "provenance", "hook
 ADDED = {  # fields files gained after af92e81 (records, not results), left out so old and new compare
     "round.json": {"config_digest", "history.parquet"},  # integrity: the config digest, the history's checksum
     "analysis.json": {"tables", "checkpoints", "version"},  # the tables' checksums, what they measured, the version
-    "claims.json": {"planned_a", "planned_b"},  # the seeds each arm planned
+    "claims.json": {"planned_a", "planned_b",  # the seeds each arm planned
+                    # Holm-adjusted across every row, and the feedback-loop claims (issue 19) joined the rows
+                    "p_adj", "p_equivalence_adj", "verdict", "seeds_needed"},
 }
+ADDED_COLUMNS = {  # table columns added after af92e81 (issue 19): new measures, left out so old and new compare
+    "cavity_auc_magnitude", "cavity_auc_bins", "lagged_lead", "lagged_reverse", "lagged_pairs"}
+NEW_CLAIMS = ("The lead", "The reverse", "The per-round cavity", "Cavity scores predict", "cavity-high")  # issue 19
 NEW_FILES = {"report/points.parquet"}  # files added after af92e81: every planned point and what became of it
 NEW_TABLES = {"lagged.parquet"}  # in every run's analysis: the lagged per-unit statistics (issue 19)
 
@@ -59,7 +64,7 @@ def _strip(obj: Any, extra: frozenset[str] = frozenset()) -> Any:
 
 def _table(path: Path) -> str:
     df = pd.read_parquet(path)
-    df = df[[c for c in df.columns if c not in TIMING]]
+    df = df[[c for c in df.columns if c not in TIMING and c not in ADDED_COLUMNS]]
     cells = pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes()
     return hashlib.sha256(json.dumps(list(map(str, df.columns))).encode() + cells).hexdigest()
 
@@ -78,7 +83,10 @@ def digest_tree(root: Path, skip: tuple[str, ...] = ()) -> dict[str, str]:
         if p.suffix == ".parquet":
             out[rel] = _table(p)
         elif p.suffix == ".json":
-            text = json.dumps(_strip(json.loads(p.read_text()), frozenset(ADDED.get(p.name, ()))), sort_keys=True)
+            value = json.loads(p.read_text())
+            if p.name == "claims.json":
+                value = [row for row in value if not row["claim"].startswith(NEW_CLAIMS)]
+            text = json.dumps(_strip(value, frozenset(ADDED.get(p.name, ()))), sort_keys=True)
             out[rel] = hashlib.sha256(text.encode()).hexdigest()
         else:
             out[rel] = hashlib.sha256(p.read_bytes()).hexdigest()

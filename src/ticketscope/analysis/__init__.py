@@ -8,7 +8,10 @@
   sparsity-matched null (``ng_null``: the same weights at random positions) and the excess
   ``ng_excess = ng_pooled - ng_null``;
 * ``rounds.parquet``  one row per (round, layer): density, accuracy and the means over connected
-  units of the above, plus the cavity analysis of the next round's pruning step;
+  units of the above, plus the cavity analysis of the next round's pruning step and, for rounds with two
+  more, the magnitude-band AUC (``cavity_auc_magnitude``): do this round's cavity scores of the weights
+  that survive its pruning step predict which of them the step after removes, among weights of about the
+  same |w| (:func:`ticketscope.metrics.magnitude_band_auc`; 0.5: nothing beyond magnitude);
 * ``cavity.parquet``  per-class cavity scores (change of the class-pooled |kappa - 3|) of the weights the next round removes,
   keeps, and of random survivors (subsampled) for histograms;
 * ``lagged.parquet``  one row per layer: the lead and reverse coefficients of a unit's change of excess

@@ -20,13 +20,13 @@ import numpy as np
 import torch
 
 from ..metrics import (cavity_analysis, cavity_groups, class_cavity_scores, class_kurtosis, ipr, ipr_null,
-                       nongaussianity, nongaussianity_null, preactivations, spatial_localization)
+                       magnitude_band_auc, nongaussianity, nongaussianity_null, preactivations, spatial_localization)
 from ..metrics.moments import BLOCK_ELEMENTS
 
 if TYPE_CHECKING:
     from ..data import Dataset
 
-ANALYSIS_VERSION = 4  # bump when a stored measure changes: older analyses are then recomputed
+ANALYSIS_VERSION = 5  # bump when a stored measure changes: older analyses are then recomputed
 SAMPLES_PER_GROUP = 2000  # cavity scores kept per (round, layer, group) for histograms
 
 
@@ -212,3 +212,11 @@ def cavity_rows(r: int, name: str, scores: torch.Tensor, W: torch.Tensor, mask: 
     return stats, {"round": np.full(size, r), "layer": np.full(size, name, dtype=object),
                    "group": np.repeat(np.array(list(kept), dtype=object), [len(s) for s in kept.values()]),
                    "score": np.concatenate(list(kept.values()))}
+
+
+def band_auc_row(scores: torch.Tensor, W: torch.Tensor, mask_next: torch.Tensor, mask_after: torch.Tensor) -> dict[str, float]:
+    """The ``rounds.parquet`` columns of round r's :func:`~ticketscope.metrics.magnitude_band_auc`: round r's
+    cavity scores and |w| (``scores``, ``W``) of the weights that survive its pruning step (``mask_next``)
+    predicting their removal at the following step (not in ``mask_after``), within |w|-rank deciles."""
+    band = magnitude_band_auc(scores, W, mask_next.to(W.device), mask_after.to(W.device))
+    return {"cavity_auc_magnitude": band.auc, "cavity_auc_bins": float(band.bins)}

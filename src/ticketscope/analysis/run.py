@@ -24,8 +24,8 @@ from ..device import resolve_device
 from ..runs import RunDir, checkpoints_digest, prunable_layers
 from ..seeding import derive_seed
 from .figures import write_figures
-from .measures import (ANALYSIS_VERSION, LayerBatch, batched_cavity_scores, cavity_rows, measure, measure_batch,
-                       round_means, unit_measures)
+from .measures import (ANALYSIS_VERSION, LayerBatch, band_auc_row, batched_cavity_scores, cavity_rows, measure,
+                       measure_batch, round_means, unit_measures)
 
 log = logging.getLogger(__name__)
 BATCH_ELEMENTS = 2**23  # rounds measured together: about this many float64 at most per (n, units) or (units, D) array
@@ -155,6 +155,8 @@ def measure_rounds(cfg: RunConfig, ds: Dataset, done: list[dict[str, Any]], stat
                 masks = (states[r][f"{name}.mask"].to(X.device), states[r + 1][f"{name}.mask"].to(X.device))
                 stats, samples[r, name] = cavity_rows(r, name, scores[b], W[b], *masks, derive_seed(cfg.seed, "cavity", r))
                 rows[r, name].update(stats)
+                if r + 2 < R:  # the survivors of this step have a next one: does today's score predict it?
+                    rows[r, name].update(band_auc_row(scores[b], W[b], masks[1], states[r + 2][f"{name}.mask"]))
     keys = [(r, name) for r in range(R) for name in layers]
     cavity = (_concat([samples[k] for k in keys if k in samples]) if samples
               else pd.DataFrame(columns=["round", "layer", "group", "score"]))

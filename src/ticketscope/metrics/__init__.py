@@ -1,12 +1,13 @@
-"""Measurements of pruned layers: RF localization, connectivity, kurtosis and cavity scores, and lagged
-per-unit statistics across rounds.
+"""Measurements of pruned layers: RF localization, connectivity, kurtosis, cavity scores (and the AUC of a
+score for the next removal within magnitude bins), and lagged per-unit statistics across rounds.
 
 The layer measures take and return torch tensors and compute on their inputs' device; the lagged
 statistics (:mod:`.lagged`) read a run's tidy unit x round table (pandas). See SCIENCE.md
 ("Measurements") for the definitions.
 """
 
-from .cavity import CavityAnalysis, ScoreSummary, cavity_analysis, cavity_groups, cavity_scores, class_cavity_scores
+from .cavity import (BandAUC, CavityAnalysis, ScoreSummary, auc, cavity_analysis, cavity_groups, cavity_scores,
+                     class_cavity_scores, magnitude_band_auc)
 from .connectivity import DisplacementHistogram, InDegreeHistogram, displacement_histogram, in_degree_histogram
 from .lagged import LaggedCoefficients, lagged_coefficients
 from .localization import ipr, ipr_null, rf_centre_and_spread, spatial_localization
@@ -15,12 +16,14 @@ from .moments import (ClassKurtosis, NongaussianityNull, class_kurtosis, kurtosi
 from .nulls import Seeds, row_shuffles
 
 __all__ = [
+    "BandAUC",
     "CavityAnalysis",
     "ClassKurtosis",
     "DisplacementHistogram",
     "InDegreeHistogram",
     "LaggedCoefficients",
     "ScoreSummary",
+    "auc",
     "cavity_analysis",
     "cavity_groups",
     "cavity_scores",
@@ -32,6 +35,7 @@ __all__ = [
     "ipr_null",
     "kurtosis",
     "lagged_coefficients",
+    "magnitude_band_auc",
     "nongaussianity",
     "nongaussianity_null",
     "NongaussianityNull",

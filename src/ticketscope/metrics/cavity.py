@@ -184,6 +184,53 @@ def cavity_analysis(
     return CavityAnalysis(**groups, spearman_abs_w=_spearman(s[finite], w[finite]))
 
 
+@dataclass(frozen=True)
+class BandAUC:
+    """How well a score predicts the next removal among weights of about the same magnitude."""
+
+    auc: float  # mean over the usable bins of the within-bin AUC; NaN when no bin is usable
+    bins: int  # bins holding both a removed and a kept weight
+    candidates: int  # surviving weights with a finite score
+    removed: int  # of them, removed next
+    undefined: int  # surviving weights left out for a NaN score
+
+
+def auc(scores: torch.Tensor, positive: torch.Tensor) -> float:
+    """P(score of a positive > score of a negative) + P(tie) / 2: the area under the ROC curve,
+
+        AUC = (sum of the positives' average ranks - n1 (n1 + 1) / 2) / (n1 n0)
+
+    (the Mann-Whitney U of the positives over n1 n0); NaN without a positive or a negative."""
+    positive = positive.bool()
+    n1 = int(positive.sum())
+    n0 = len(scores) - n1
+    if n1 == 0 or n0 == 0:
+        return math.nan
+    rank_sum = _average_ranks(scores)[positive].sum().item()
+    return (rank_sum - n1 * (n1 + 1) / 2) / (n1 * n0)
+
+
+def magnitude_band_auc(scores: torch.Tensor, weights: torch.Tensor, mask_now: torch.Tensor, mask_next: torch.Tensor,
+                       bins: int = 10) -> BandAUC:
+    """The AUC of ``scores`` for a surviving weight (``mask_now``) being removed next (not in ``mask_next``),
+    within bins of equal count of the survivors' |w| rank (``bins`` = 10: deciles), averaged over the bins
+    that hold both outcomes. Magnitude pruning removes by |w|, so comparing only weights of about the same
+    |w| asks what the score tells beyond magnitude: 0.5 is nothing.
+
+    Survivors with a NaN score (dead unit, removal leaving its unit constant) are left out and counted."""
+    mask_now, mask_next = mask_now.bool(), mask_next.bool()
+    if (mask_next & ~mask_now).any():
+        raise ValueError("mask_next revives weights pruned in mask_now: pruned weights never come back")
+    s, w, removed = scores[mask_now], weights[mask_now].abs(), ~mask_next[mask_now]
+    finite = s.isfinite()
+    s, w, removed = s[finite], w[finite], removed[finite]
+    order = w.argsort(stable=True)
+    per_bin = [auc(s[i], removed[i]) for i in order.tensor_split(bins)] if len(s) else []
+    usable = [a for a in per_bin if not math.isnan(a)]
+    return BandAUC(auc=sum(usable) / len(usable) if usable else math.nan, bins=len(usable), candidates=len(s),
+                   removed=int(removed.sum()), undefined=int((~finite).sum()))
+
+
 def _chunks(X: torch.Tensor, chunk_size: int, device: torch.device) -> Iterator[torch.Tensor]:
     """Consecutive row blocks of X as float64 on ``device``."""
     for start in range(0, X.shape[0], chunk_size):

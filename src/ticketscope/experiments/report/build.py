@@ -8,7 +8,7 @@ from pathlib import Path
 from ...io import atomic_write_text, write_json, write_table
 from ...runs import sweep_run_dir
 from .claims import claims
-from .figures import condition_curves, emergence_figure, gain_figure, rf_comparison
+from .figures import condition_curves, emergence_figure, gain_figure, loop_figure, rf_comparison
 from .render import failed_table, seed_ranges, to_html, to_markdown
 from .table import FIRST, GAIN, SEED, collect, points
 
@@ -46,6 +46,8 @@ def build_report(sweep_dir: str | Path, n_probe: int = 4096, notes: str = "") ->
                         ("cavity_removed_minus_random", "removed minus random survivors", 0.0),
                         ("cavity_removed_frac_positive", "removed: fraction > 0", 0.5)],
             out / "cavity.png", "per-class cavity scores of each pruning step (round -> next)")
+    if "lagged_lead" in table and table["lagged_lead"].notna().any():
+        figs["The feedback loop"] = loop_figure(table[table["layer"] == FIRST], axes, out / "loop.png")
     if GAIN in axes:
         figs["Dose-response over the gain"] = gain_figure(table[table["layer"] == FIRST], out / "gain.png")
     rows = claims(table, axes, planned)

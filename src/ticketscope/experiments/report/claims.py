@@ -1,4 +1,5 @@
-"""Claims: what the report tests (:data:`CLAIMS`, :data:`TREND`, :data:`EMERGENCE`) and how it judges them.
+"""Claims: what the report tests (:data:`CLAIMS`, the feedback loop's :data:`LOOP` among them, :data:`TREND`,
+:data:`EMERGENCE`) and how it judges them.
 
 Each claim compares two arms seed by seed and is judged by :mod:`ticketscope.experiments.stats`
 (paired t where the arms share seeds, Holm-Bonferroni across every row of the report, three-way
@@ -26,7 +27,7 @@ class ClaimSpec:
     claim: str
     measure: str  # what the value is
     value: str  # column of the first-layer table
-    at: str  # "last" (sparsest round) | "mean" (over rounds) | "change" (dense to sparsest)
+    at: str  # "last" (sparsest round) | "mean" (over rounds) | "change" (dense to sparsest) | "slope" (see _judge)
     arm_a: dict[str, Any]
     arm_b: dict[str, Any]
     direction: int  # +1: A - B > 0 predicted
@@ -80,6 +81,61 @@ CLAIMS: list[ClaimSpec] = [
               "positions, so localization can only come through the pre-activation statistics."),
 ]
 
+LAG = ("the partial correlation, over a run's (first-layer unit, round) pairs, of a unit's change of {x} into round "
+       "r with its change of {y} into round r+1, given one dummy per round and the unit's own previous change of "
+       "{y} (negative: more {xs} now, more {ys} next)")
+LEAD = LAG.format(x="excess |kappa-3|", y="localization", xs="non-Gaussian", ys="local")
+REVERSE = LAG.format(x="localization", y="excess |kappa-3|", xs="local", ys="non-Gaussian")
+ONESHOT_LAG = ("One-shot pruning removes small weights of the same network by the same rule to the same densities, "
+               "rewound to the same initialization and trained on the same stream, but its masks never depend on "
+               "what retraining did: a lag that two noisy measures of one unit show under any schedule of pruning "
+               "(regression to the mean, sparsity shared by both measures) is in both arms. Round fixed effects "
+               "absorb a change shared by every unit of a round.")
+CLONE_LAG = ("IMP on the Gaussian clone prunes by the same magnitude rule to the same densities and has the data's "
+             "exact covariance but no higher-order statistics, so a lag that sparsity, magnitude pruning and pixel "
+             "correlations produce is in both arms.")
+CAV_SLOPE = ("per seed, the least-squares slope over IMP's pruning steps (against the round) of [removed-minus-random "
+             "cavity score on the data minus the same on the clone]")
+AUC = ("among the weights surviving a pruning step, within deciles of their |w| rank, the AUC of their cavity score "
+       "for being removed at the step after (after rewinding and retraining); mean over deciles and steps "
+       "(0.5: nothing beyond magnitude)")
+MATCHED = ("Both rules remove IMP's number of weights per round from the same candidates, the 2x-fraction smallest "
+           "surviving |w|, so the magnitudes they remove match IMP's (a two-sample test in tests/pruning); both "
+           "rewind to the same initialization and train on the same stream. A difference can only come from which "
+           "candidates' removal raises the class-pooled non-Gaussianity.")
+
+LOOP: list[ClaimSpec] = [
+    ClaimSpec("The lead (non-Gaussianity first, then localization) is more negative under IMP than under one-shot "
+              "pruning (feedback loop, new)", LEAD, "lagged_lead", "last", arm("oneshot"), arm("imp"), +1, 0.05,
+              ONESHOT_LAG),
+    ClaimSpec("The lead is more negative under IMP on the data than on its Gaussian clone (feedback loop, new)",
+              LEAD, "lagged_lead", "last", arm("imp", True), arm("imp"), +1, 0.05, CLONE_LAG),
+    ClaimSpec("The reverse lag (localization first, then non-Gaussianity) is more negative under IMP than under "
+              "one-shot pruning (feedback loop, new)", REVERSE, "lagged_reverse", "last", arm("oneshot"), arm("imp"),
+              +1, 0.05, ONESHOT_LAG),
+    ClaimSpec("The reverse lag is more negative under IMP on the data than on its Gaussian clone (feedback loop, new)",
+              REVERSE, "lagged_reverse", "last", arm("imp", True), arm("imp"), +1, 0.05, CLONE_LAG),
+    ClaimSpec("The per-round cavity effect of IMP on the data over its clone grows over the rounds (feedback loop, "
+              "new)", CAV_SLOPE, "cavity_removed_minus_random", "slope", arm("imp"), arm("imp", True), +1, 0.001,
+              "Each step's difference pairs the data with its clone at the same seed, round and density, so what "
+              "sparsity does to the scores at each step cancels; a slope per seed uses each seed's own pairing, and "
+              "the seeds' slopes are tested against 0 (one-sample t)."),
+    ClaimSpec("Cavity scores predict which weights IMP removes next beyond their magnitude, more on the data than on "
+              "its clone (feedback loop, new)", AUC, "cavity_auc_magnitude", "mean", arm("imp"), arm("imp", True),
+              +1, 0.02,
+              "Within a decile the smaller weights still score higher (removing a small weight raises IPR, and so "
+              "|kappa-3|) and are removed first, so the AUC exceeds 0.5 on any data. IMP on the clone shares the "
+              "magnitude rule, the densities and the covariance; only the excess over it is credited."),
+    ClaimSpec("cavity-high localizes more than cavity-low at matched magnitude (causal test, new)",
+              LOC, "localization", "last", arm("cavity-low"), arm("cavity-high"), +1, 0.02, MATCHED),
+    ClaimSpec("cavity-high raises excess non-Gaussianity more than cavity-low at matched magnitude (causal test, new)",
+              NG, "ng_excess", "last", arm("cavity-high"), arm("cavity-low"), +1, 0.02,
+              MATCHED + " cavity-high picks removals that raise |kappa-3| of the weights it prunes by construction; "
+              "the claim is that the rise survives rewinding and retraining to the sparsest round, on held-out "
+              "probes, over the same weights at random positions."),
+]
+CLAIMS += LOOP
+
 
 TREND = ClaimSpec(
     "The data's localization advantage over its Gaussian clone grows with non-Gaussianity (the gain g; new test, "
@@ -104,13 +160,22 @@ EMERGENCE = ClaimSpec(
 SPECS: tuple[ClaimSpec, ...] = (*CLAIMS, TREND, EMERGENCE)  # every claim a report can hold
 
 
-def per_seed(table: pd.DataFrame, value: str, where: dict[str, Any], at: str = "last") -> pd.Series:
-    """One value per seed (first layer): at the sparsest round, mean over rounds, or dense-to-sparsest change."""
+def _rows(table: pd.DataFrame, value: str, where: dict[str, Any]) -> pd.DataFrame:
+    """The first-layer rows of the arm ``where`` (none when no run has ``value``, e.g. cavity scores of a
+    sweep without pruning rounds)."""
     df = table[table["layer"] == FIRST]
-    if value not in df:  # a measure no run has (e.g. cavity scores of a sweep without pruning rounds)
-        return pd.Series(dtype=float)
+    if value not in df:
+        return df.iloc[:0].assign(**{value: pd.Series(dtype=float)})
     for k, v in where.items():
         df = df[df[k] == v] if k in df else df.iloc[:0]
+    return df
+
+
+def per_seed(table: pd.DataFrame, value: str, where: dict[str, Any], at: str = "last") -> pd.Series:
+    """One value per seed (first layer): at the sparsest round, mean over rounds, or dense-to-sparsest change."""
+    df = _rows(table, value, where)
+    if df.empty:
+        return pd.Series(dtype=float)
     df = df.dropna(subset=[value]) if at == "mean" else df
     if at == "mean":
         return df.groupby(SEED)[value].mean()
@@ -179,10 +244,27 @@ def gain_differences(table: pd.DataFrame, spec: ClaimSpec) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["seed", "gain", "ln_gain", "diff"])
 
 
-def _trend(table: pd.DataFrame, spec: ClaimSpec) -> tuple[pd.Series, pd.Series, stats.Effect | None]:
-    slopes = stats.slopes(gain_differences(table, spec), "ln_gain", "diff")
+def round_differences(table: pd.DataFrame, spec: ClaimSpec) -> pd.DataFrame:
+    """Rows (seed, round, diff): the spec's arm A minus arm B at each round, paired by seed, both defined."""
+    a, b = (_rows(table, spec.value, where).set_index([SEED, "round"])[spec.value]
+            for where in (spec.arm_a, spec.arm_b))
+    d = (a - b).dropna().rename("diff").reset_index()
+    return d.rename(columns={SEED: "seed"})[["seed", "round", "diff"]]
+
+
+def _trend(differences: pd.DataFrame, x: str, spec: ClaimSpec) -> tuple[pd.Series, pd.Series, stats.Effect | None]:
+    """Per seed the slope of ``differences``' diff against x, tested against 0; arm B's "values" are 0."""
+    slopes = stats.slopes(differences, x, "diff")
     e = stats.one_sample(slopes, spec.delta, "slope t")
     return slopes, pd.Series(0.0, index=slopes.index), e
+
+
+def _judge(df: pd.DataFrame, spec: ClaimSpec) -> tuple[pd.Series, pd.Series, stats.Effect | None]:
+    """Arm A's and arm B's per-seed values in one context and their effect."""
+    if spec.at == "slope":
+        return _trend(round_differences(df, spec), "round", spec)
+    a, b = per_seed(df, spec.value, spec.arm_a, spec.at), per_seed(df, spec.value, spec.arm_b, spec.at)
+    return a, b, _effect(a, b, spec.delta)
 
 
 def planned_seeds(planned: pd.DataFrame | None, where: dict[str, Any]) -> int | None:
@@ -205,12 +287,10 @@ def claims(table: pd.DataFrame, axes: list[str], planned: pd.DataFrame | None = 
     rows: list[tuple[ClaimSpec, str, pd.Series, pd.Series, stats.Effect | None, dict[str, Any]]] = []
     for ctx, df in groups(table[table["layer"] == FIRST], contexts(axes)):
         for spec in _specs(table):
-            a = per_seed(df, spec.value, spec.arm_a, spec.at)
-            b = per_seed(df, spec.value, spec.arm_b, spec.at)
-            rows.append((spec, label(ctx) if ctx else "", a, b, _effect(a, b, spec.delta), ctx))
+            rows.append((spec, label(ctx) if ctx else "", *_judge(df, spec), ctx))
     if GAIN in axes:
         for ctx, df in groups(table[table["layer"] == FIRST], [a for a in contexts(axes) if a != GAIN]):
-            rows.append((TREND, label(ctx) if ctx else "", *_trend(df, TREND), ctx))
+            rows.append((TREND, label(ctx) if ctx else "", *_trend(gain_differences(df, TREND), "ln_gain", TREND), ctx))
     p_adj = stats.holm([e.p if e else math.nan for *_, e, _ in rows])
     p_eq_adj = stats.holm([e.p_equivalence if e else math.nan for *_, e, _ in rows])
     tested = sum(e is not None for *_, e, _ in rows)

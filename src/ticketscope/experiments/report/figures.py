@@ -14,7 +14,7 @@ import pandas as pd
 from ... import plots
 from ...analysis import ranked_units, rf_panels
 from ...runs import RunDir, sweep_run_dir
-from .claims import ClaimSpec, arm, gain_differences, per_seed
+from .claims import LOOP, ClaimSpec, arm, gain_differences, per_seed, round_differences
 from .table import CLONE, FIRST, GAIN, METHOD, SEED, contexts, groups, label
 
 
@@ -45,6 +45,48 @@ def condition_curves(table: pd.DataFrame, axes: list[str], measures: list[tuple[
                 ax.set_title(label(ctx), fontsize=8)
     plots.legend_below(fig, axs)
     fig.suptitle(title, fontsize=9)
+    return plots.save(fig, path)
+
+
+def loop_figure(table: pd.DataFrame, axes: list[str], path: Path) -> Path:
+    """The feedback loop, one row of panels per context: the lead and reverse coefficients of every condition
+    (mean and 95% interval over seeds); IMP's per-round cavity effect, data minus clone, paired by seed; the
+    magnitude-band AUC per round of every condition (0.5: nothing beyond magnitude)."""
+    panels = groups(table, contexts(axes))
+    fig, axs = plots.plt.subplots(len(panels), 3, figsize=(14, 3.6 * len(panels)), squeeze=False)
+    growth = next(spec for spec in LOOP if spec.at == "slope")
+    for row, (ctx, df) in enumerate(panels):
+        lag, cav, auc = axs[row]
+        conds = groups(df, [a for a in (METHOD, CLONE) if a in df])
+        for i, (cond, cdf) in enumerate(conds):
+            style = plots.condition_style(cond.get(METHOD, "imp"), bool(cond.get(CLONE, False)))
+            for dx, (col, marker) in zip((-0.12, 0.12), (("lagged_lead", "o"), ("lagged_reverse", "s"))):
+                v = per_seed(cdf, col, {}, "last").dropna().rename("v").reset_index()
+                if len(v):
+                    m = plots.mean_ci(v.assign(x=i + dx), "x", "v")
+                    lag.errorbar(m["x"], m["mean"], yerr=[m["mean"] - m["lo"], m["hi"] - m["mean"]], marker=marker,
+                                 color=style["color"], mfc="white" if style["ls"] == "--" else style["color"], ms=5,
+                                 ls="none", capsize=2)
+            if "cavity_auc_magnitude" in cdf:
+                plots.curve(auc, plots.mean_ci(cdf[cdf["layer"] == FIRST], "round", "cavity_auc_magnitude"), "round",
+                            **style)
+        lag.set_xticks(range(len(conds)), [plots.condition_style(c.get(METHOD, "imp"), bool(c.get(CLONE, False)))["label"]
+                                           for c, _ in conds], rotation=30, ha="right", fontsize=7)
+        lag.set_ylabel("partial correlation\n(o lead: ng first; s reverse: loc first)", fontsize=8)
+        diff = round_differences(df, growth)
+        if len(diff):
+            plots.curve(cav, plots.mean_ci(diff, "round", "diff"), "round", label="imp: data minus clone", color="k")
+        cav.set_ylabel("removed-minus-random cavity score\nIMP on the data minus on the clone", fontsize=8)
+        auc.axhline(0.5, color="0.5", lw=0.8, zorder=0)
+        auc.set_ylabel("AUC of the cavity score for the next removal\nwithin |w| deciles", fontsize=8)
+        for ax in (lag, cav):
+            ax.axhline(0, color="0.5", lw=0.8, zorder=0)
+        for ax in (cav, auc):
+            ax.set_xlabel("round (pruning step round -> round + 1)")
+        if len(panels) > 1:
+            cav.set_title(label(ctx), fontsize=8)
+    plots.legend_below(fig, axs)
+    fig.suptitle("the feedback loop: mean and 95% interval over seeds (first layer)", fontsize=9)
     return plots.save(fig, path)
 
 

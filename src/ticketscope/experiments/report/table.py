@@ -93,8 +93,10 @@ def points(sweep_dir: Path) -> pd.DataFrame:
 
 
 def collect(sweep_dir: Path, n_probe: int = 4096, planned: pd.DataFrame | None = None) -> tuple[pd.DataFrame, list[str]]:
-    """Joined per-(run, round, layer) table of every reported point (:func:`points`), and the fields that
-    vary over the points the sweep planned (failed ones included).
+    """Joined per-(run, round, layer) table of every reported point (:func:`points`): each run's
+    ``rounds.parquet`` with its layer's lagged coefficients (``lagged_lead``, ``lagged_reverse``,
+    ``lagged_pairs``, the same on every round), and the fields that vary over the points the sweep
+    planned (failed ones included).
 
     Reads each run's stored analysis; raises one error naming the damaged runs and their repair, or the
     runs whose analysis is missing or stale (other rounds, version, ``n_probe``, checkpoints) instead of
@@ -121,7 +123,7 @@ def collect(sweep_dir: Path, n_probe: int = 4096, planned: pd.DataFrame | None =
     frames = []
     for run in runs:
         flat = _flatten(run.config().model_dump(mode="json"))
-        df = run.analysis_table("rounds")
+        df = run.analysis_table("rounds").merge(_lagged(run), on="layer", how="left")
         for k, v in flat.items():
             df[k] = v
         df["run"] = run.name
@@ -129,6 +131,13 @@ def collect(sweep_dir: Path, n_probe: int = 4096, planned: pd.DataFrame | None =
     configs = planned.drop(columns=["digest", "run", "status", "reason"])
     varying = [k for k in configs.columns if k != "name" and configs[k].astype(str).nunique() > 1]
     return pd.concat(frames, ignore_index=True), varying
+
+
+def _lagged(run: RunDir) -> pd.DataFrame:
+    """A run's lagged coefficients per layer, as the columns the table carries on every round of the layer."""
+    lag = run.analysis_table("lagged")
+    return lag.rename(columns={"lead": "lagged_lead", "reverse": "lagged_reverse", "n_pairs": "lagged_pairs"})[
+        ["layer", "lagged_lead", "lagged_reverse", "lagged_pairs"]]
 
 
 def groups(table: pd.DataFrame, by: list[str]) -> list[tuple[dict[str, Any], pd.DataFrame]]:
