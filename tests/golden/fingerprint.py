@@ -94,12 +94,22 @@ def digest_tree(root: Path, skip: tuple[str, ...] = ()) -> dict[str, str]:
 
 
 def machine() -> dict[str, Any]:
-    """What a bit-identity promise depends on: CPU model, torch build, thread count."""
+    """What a bit-identity promise depends on: CPU model and micro-architecture, torch build, thread count.
+
+    The model name alone is not enough ("AMD EPYC" names every generation, whose kernels differ in the last
+    bits), so the CPU family, model and vector extensions (which kernels torch may pick) are part of it.
+    """
     import torch
 
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
-    return {"cpu": cpu, "machine": platform.machine(), "torch": torch.__version__, "threads": 1}
+    info: dict[str, str] = {}
+    if Path("/proc/cpuinfo").exists():
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            info.setdefault(key.strip(), value.strip())
+    simd = sorted(f for f in info.get("flags", "").split() if f.startswith(("avx", "fma", "amx", "sse")))
+    return {"cpu": info.get("model name", platform.processor()), "machine": platform.machine(),
+            "family": f"{info.get('vendor_id', '')} {info.get('cpu family', '')}/{info.get('model', '')}",
+            "simd": " ".join(simd), "torch": torch.__version__, "threads": 1}
 
 
 def run(out: Path, src: Path | None = None) -> dict[str, Any]:
