@@ -15,11 +15,14 @@ probe set of analyze_run's default size, 4096) two ways:
   functions called once per (round, layer), a DataFrame per (round, layer), its tables written
   like analyze_run's.
 
-Both write the same three tables (units, rounds, cavity), checked equal (rtol 1e-10, atol 1e-12:
-cavity scores are differences of kurtosis values near 1) before timing. Prints the best of
-``--repeats`` seconds per run of each (one run, interleaved) and their ratio: what batching over
-rounds gains with the same metric kernels. (Until the benchmark imported the tests' reference, it
-also timed a frozen copy of the kernels of an older analyze_run, against which the target was >= 3x.)
+Both write the three tables the reference recomputes (units; rounds, with its magnitude-band AUC
+columns; cavity), checked equal (rtol 1e-10, atol 1e-12: cavity scores are differences of kurtosis
+values near 1) before timing. Prints the best of ``--repeats`` seconds per run of each (one run,
+interleaved) and their ratio: what batching over rounds gains with the same metric kernels.
+analyze_run also writes the lagged table (a pure function of the units table, milliseconds) and, for
+runs with weight snapshots, the snapshots table; the reference skips both, so the ratio is if
+anything an underestimate. (Until the benchmark imported the tests' reference, it also timed a
+frozen copy of the kernels of an older analyze_run, against which the target was >= 3x.)
 """
 
 from __future__ import annotations

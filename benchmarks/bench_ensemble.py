@@ -163,13 +163,13 @@ def main() -> None:
               f"{(wo + ao) / (we + ae):7.2f} x   (target >= 5x)")
         run_steps = len(configs) * args.steps * (args.rounds + 1)
         prev = min(previous_trainer_step_seconds(configs[0], args.steps) for _ in range(args.repeat)) * run_steps
-        print(f"  for scale, one at a time through autograd (the tests' reference trainer, a batch drawn per step):")
+        print("  for scale, one at a time through autograd (the tests' reference trainer, a batch drawn per step):")
         print(f"                    training {prev:7.2f} s (per-step cost of one demo run x {run_steps} run-steps)"
               f" = {prev / te:.1f} x the ensemble's")
         print(f"  per run-step:     ensemble {te / run_steps * 1e6:.1f} us, one at a time {to / run_steps * 1e6:.1f} us, "
               f"autograd {prev / run_steps * 1e6:.1f} us")
 
-    print(f"\n(b) training cost per run-step, demo network 64-32-2, batch 128, fixed training sets")
+    print("\n(b) training cost per run-step, demo network 64-32-2, batch 128, fixed training sets")
     print(f"  {'runs':>4} {'engine us/run-step':>19} {'bare bmm us/run-step':>21} {'ratio':>6}")
     for R in (1, 8, 40):
         eng = min(engine_step_seconds(R, args.engine_steps) for _ in range(args.repeat))

@@ -12,6 +12,7 @@ import torch
 
 from ticketscope.config import DataConfig
 from ticketscope.data import make_dataset
+from ticketscope.data.features import luminance
 from ticketscope.data.images import Cifar10, IdxImages, data_root
 from ticketscope.data.natural import NaturalPatches
 from ticketscope.errors import TicketscopeError
@@ -102,6 +103,18 @@ def test_cifar_grayscale_is_luminance_of_the_planes(tmp_path: Path) -> None:
     X, _ = Cifar10(tmp_path, grayscale=True).test()
     assert X.shape == (3, 1024)
     np.testing.assert_allclose(X.numpy(), np.repeat([[0.299], [0.587], [0.114]], 1024, axis=1), rtol=1e-6)
+
+
+def test_luminance_of_an_image_does_not_depend_on_its_batch() -> None:
+    """Bit for bit, an image's luminance alone equals its row in any batch (a BLAS contraction fails this
+    on some CPUs, which breaks nested subsets), and it matches the float64 formula to float32 rounding."""
+    rgb = np.random.default_rng(0).integers(0, 256, size=(257, 3, 8, 8)).astype(np.uint8)
+    batch = luminance(rgb, axis=1)
+    for i in (0, 1, 100, 256):
+        np.testing.assert_array_equal(luminance(rgb[i:i + 1], axis=1)[0], batch[i])
+        np.testing.assert_array_equal(luminance(rgb[:i + 1], axis=1)[i], batch[i])
+    exact = np.tensordot(rgb.astype(np.float64), [0.299, 0.587, 0.114], axes=([1], [0]))
+    np.testing.assert_allclose(batch, exact, rtol=3e-7, atol=1e-4)  # |Y| <= 255: a few float32 ulps
 
 
 def test_subsets_are_seeded_nested_and_distinct(cifar) -> None:

@@ -19,8 +19,12 @@ MIN_STD = 1 / 255
 
 
 def luminance(rgb: np.ndarray, axis: int = -1) -> np.ndarray:
-    """Y = 0.299 R + 0.587 G + 0.114 B over the channel ``axis`` (float32, same scale as the input)."""
-    return np.tensordot(rgb.astype(np.float32), LUMA, axes=([axis], [0]))
+    """Y = 0.299 R + 0.587 G + 0.114 B over the channel ``axis`` (float32, same scale as the input).
+
+    Elementwise products and sums, not a BLAS contraction: a GEMM's last bits depend on how many
+    images it is given, and an image's features must not depend on which subset it came in."""
+    r, g, b = (np.take(rgb, c, axis=axis).astype(np.float32) for c in range(3))
+    return (r * LUMA[0] + g * LUMA[1]) + b * LUMA[2]
 
 
 def standardize_rows(x: np.ndarray) -> np.ndarray:

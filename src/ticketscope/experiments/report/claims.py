@@ -123,9 +123,10 @@ LOOP: list[ClaimSpec] = [
     ClaimSpec("Cavity scores predict which weights IMP removes next beyond their magnitude, more on the data than on "
               "its clone (feedback loop, new)", AUC, "cavity_auc_magnitude", "mean", arm("imp"), arm("imp", True),
               +1, 0.02,
-              "Within a decile the smaller weights still score higher (removing a small weight raises IPR, and so "
-              "|kappa-3|) and are removed first, so the AUC exceeds 0.5 on any data. IMP on the clone shares the "
-              "magnitude rule, the densities and the covariance; only the excess over it is credited."),
+              "Within a decile the smaller weights can still score higher (removing a small weight raises IPR, and "
+              "so |kappa-3|) and are removed first, which would lift the AUC above 0.5 without any higher-order "
+              "statistics. IMP on the clone shares the magnitude rule, the densities and the covariance; only the "
+              "excess over it is credited."),
     ClaimSpec("cavity-high localizes more than cavity-low at matched magnitude (causal test, new)",
               LOC, "localization", "last", arm("cavity-low"), arm("cavity-high"), +1, 0.02, MATCHED),
     ClaimSpec("cavity-high raises excess non-Gaussianity more than cavity-low at matched magnitude (causal test, new)",
