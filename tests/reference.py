@@ -25,8 +25,11 @@ import torch
 from ticketscope.analysis import SAMPLES_PER_GROUP
 from ticketscope.config import load_run_config
 from ticketscope.data import make_dataset
-from ticketscope.metrics import (cavity_analysis, cavity_groups, class_cavity_scores, class_kurtosis, ipr, ipr_null,
-                                 magnitude_band_auc, nongaussianity, nongaussianity_null, spatial_localization)
+from ticketscope.analysis.measures import EXCESS_SHUFFLES
+from ticketscope.metrics import (cavity_analysis, cavity_groups, class_cavity_scores, class_kurtosis, excess_cavity_scores,
+                                 ipr, ipr_null, magnitude_band_auc, matched_band_auc, nongaussianity, nongaussianity_null,
+                                 signed_balance, signed_balance_null, spatial_localization)
+from ticketscope.pruning.banded import mean_removed_magnitude
 from ticketscope.models import FCN
 from ticketscope.runs import RunDir
 from ticketscope.seeding import derive_seed
@@ -46,6 +49,8 @@ def per_round_tables(run: Path, n_probe: int) -> dict[str, pd.DataFrame]:
     model = FCN(ds.input_dim, C, cfg.model).eval()
     layers = [f"layers.{i}" for i in sorted(cfg.prune.layers if cfg.prune.layers is not None else range(len(cfg.model.hidden)))]
     units, rounds, cavity = [], [], []
+    order = y.argsort(stable=True)  # the probe halves: alternate items of each class, in class order
+    halves = (order[0::2], order[1::2])
     for r, state in enumerate(states):
         model.load_state_dict(state)
         with torch.no_grad():
@@ -59,9 +64,15 @@ def per_round_tables(run: Path, n_probe: int) -> dict[str, pd.DataFrame]:
                  "ipr": ipr(W).numpy(), "ipr_null": ipr_null(W).numpy(), "kappa": ck.overall.numpy(),
                  "kappa_pooled": ck.pooled.numpy(), "ng": nongaussianity(ck.overall).numpy(),
                  "ng_pooled": ck.ng_pooled.numpy(), "ng_null": null.pooled.numpy(),
-                 "ng_excess": (ck.ng_pooled - null.pooled).numpy(),
+                 "ng_excess": (ck.ng_pooled - null.pooled).numpy(), "kappa3_pooled": (ck.pooled - 3).numpy(),
+                 "kappa3_null": null.excess_pooled.numpy(), "kappa3_excess": (ck.pooled - 3 - null.excess_pooled).numpy(),
                  "localization": (spatial_localization(W, ds.input_shape, ds.torus) if i == 0
                                   else torch.full((len(W),), torch.nan, dtype=torch.float64)).numpy()}
+            for half, rows_ in zip("ab", halves):
+                xh, yh = x[rows_], y[rows_]
+                nh = nongaussianity_null(W, xh, yh, C, seed=derive_seed(cfg.seed, "ng-null", r, name)).pooled
+                u[f"ng_excess_{half}"] = (class_kurtosis(xh @ W.T, yh, C).ng_pooled - nh).numpy()
+            u |= {"balance": signed_balance(W).numpy(), "balance_null": signed_balance_null(W).numpy()}
             for c in range(C):
                 u |= {f"kappa_class{c}": ck.per_class[c].numpy(), f"ng_class{c}": nongaussianity(ck.per_class[c]).numpy(),
                       f"ng_null_class{c}": null.per_class[c].numpy()}
@@ -71,6 +82,7 @@ def per_round_tables(run: Path, n_probe: int) -> dict[str, pd.DataFrame]:
             row = {"round": r, "layer": name, "density": done[r]["layer_density"][name],
                    "test_accuracy": done[r]["test_accuracy"], "connected": len(alive) / len(u)}
             for col in ["ipr", "ipr_null", "localization", "kappa", "kappa_pooled", "ng", "ng_pooled", "ng_null", "ng_excess",
+                        "kappa3_pooled", "kappa3_null", "kappa3_excess", "balance", "balance_null",
                         *[f"{k}_class{c}" for k in ("kappa", "ng", "ng_null") for c in range(C)]]:
                 row[col] = alive[col].mean()
             row["ipr_max"] = alive["ipr"].max()
@@ -81,9 +93,16 @@ def per_round_tables(run: Path, n_probe: int) -> dict[str, pd.DataFrame]:
                 row |= {f"cavity_{g}_{k}": v for g in ("removed", "kept", "random") for k, v in vars(getattr(a, g)).items()}
                 row |= {"cavity_spearman_abs_w": a.spearman_abs_w,
                         "cavity_removed_minus_random": a.removed.mean - a.random.mean}
+                ex = cavity_analysis(excess_cavity_scores(W, x, y, C, shuffles=EXCESS_SHUFFLES, seed=derive_seed(
+                    cfg.seed, "ng-null", r, name)).excess, W, mask, mask_next, seed=seed)
+                row |= {"cavity_excess_removed_mean": ex.removed.mean,
+                        "cavity_excess_removed_minus_random": ex.removed.mean - ex.random.mean,
+                        "removed_abs_w": mean_removed_magnitude(W, mask, mask_next)}
                 if r + 2 < len(states):
                     band = magnitude_band_auc(scores, W, mask_next, states[r + 2][f"{name}.mask"])
-                    row |= {"cavity_auc_magnitude": band.auc, "cavity_auc_bins": float(band.bins)}
+                    matched = matched_band_auc(scores, W, mask_next, states[r + 2][f"{name}.mask"])
+                    row |= {"cavity_auc_magnitude": band.auc, "cavity_auc_bins": float(band.bins),
+                            "cavity_auc_matched": matched.auc, "cavity_auc_matched_se": matched.se}
                 pick = torch.Generator().manual_seed(seed)
                 for group, v in cavity_groups(scores, mask, mask_next, seed=seed).items():
                     v = v[v.isfinite()]

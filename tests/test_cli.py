@@ -162,3 +162,26 @@ def test_a_failed_axis_stays_among_the_varying_fields(tmp_path, inline_sweeps):
     md = (out / "report" / "report.md").read_text()
     assert "4 points planned, 2 reported, **2 failed**" in md and "varying fields: seed, train.lr" in md
     assert md.count("never ran: run the sweep again") == 2
+
+
+def test_version_prints_the_package_version():
+    from ticketscope import __version__
+
+    res = _cli("--version")
+    assert res.returncode == 0 and res.stdout == f"ticketscope {__version__}\n", res
+    assert runner.invoke(app, ["--version"]).output == f"ticketscope {__version__}\n"
+
+
+def test_report_given_a_run_directory_says_it_is_a_run_and_what_reads_one(tmp_path):
+    """On main before: "no completed runs under RUN/runs; run `ticketscope sweep` first"."""
+    cfg, run = tmp_path / "c.yaml", tmp_path / "r"
+    cfg.write_text(yaml.safe_dump(merge(TINY, {"prune": {"rounds": 1}})))
+    assert runner.invoke(app, ["run", str(cfg), "--out", str(run), "--quiet"]).exit_code == 0
+    res = _cli("report", str(run))
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+    err = res.stderr.strip()
+    assert err.startswith(f"error: {run} is a run directory, not a sweep: `ticketscope report` reads a sweep directory")
+    assert f"`ticketscope show {run}`" in err and f"`ticketscope analyze {run}`" in err
+    assert "no completed runs" not in err and not (run / "report").exists()
+    res = _cli("report", str(tmp_path / "empty"))  # not a run: the sweep message stays
+    assert res.returncode == 2 and "no completed runs under" in res.stderr and "run directory" not in res.stderr

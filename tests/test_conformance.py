@@ -11,12 +11,16 @@ import pytest
 import torch
 from safetensors.numpy import save_file
 
+from conftest import TINY, merge
 from data.test_images import write_cifar, write_idx_set
 from data.test_tensors import blobs
+from ticketscope import data
 from ticketscope.checks import (ConformanceError, check_all, check_dataset, check_rule, registered_datasets,
                                 registered_rules)
-from ticketscope.config import DataConfig
-from ticketscope.data import Dataset
+from ticketscope.config import DataConfig, parse_config
+from ticketscope.data import Capabilities, Dataset, NLGPTask, capabilities, make_dataset, register_dataset
+from ticketscope.data.clone import GaussianClone
+from ticketscope.errors import TicketscopeError
 from ticketscope.pruning import RULES, PruneContext
 
 
@@ -27,6 +31,16 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def registries() -> Iterator[None]:
+    """Restore the data set registry after a test registers into it."""
+    saved = [(d, dict(d)) for d in (data.DATASETS, data.DATASET_PARAMS, data.registry.DATASETS.describers)]
+    yield
+    for d, old in saved:
+        d.clear()
+        d.update(old)
 
 
 # ---------------------------------------------------------------------------- registered data sets
@@ -72,6 +86,18 @@ CASES: dict[str, tuple[str, Callable[[Path], DataConfig], dict]] = {
     "nlgp-stream1": ("nlgp", lambda tmp: DataConfig(name="nlgp", L=6, stream=1), {}),
     "nlgp-clone": ("nlgp", lambda tmp: DataConfig(name="nlgp", L=6, gaussian_clone=True), {}),
     "nlgp-clone-open": ("nlgp", lambda tmp: DataConfig(name="nlgp", L=5, torus=False, gaussian_clone=True), {}),
+    "copula": ("copula", lambda tmp: DataConfig(name="copula", L=6, params={"excess_kurtosis": -1.5}), {}),
+    "copula-heavy-1d-open": ("copula", lambda tmp: DataConfig(name="copula", L=10, dim=1, torus=False, xis=(1.0, 2.0, 4.0),
+                                                               params={"excess_kurtosis": 3.0}), {}),
+    "copula-field-open": ("copula", lambda tmp: DataConfig(name="copula", L=5, torus=False,
+                                                            params={"excess_kurtosis": -1.0, "covariance_of": "field"}), {}),
+    "copula-clone": ("copula", lambda tmp: DataConfig(name="copula", L=5, torus=False, gaussian_clone=True), {}),
+    "elliptical": ("elliptical", lambda tmp: DataConfig(name="elliptical", L=6), {}),
+    "elliptical-1d-open": ("elliptical", lambda tmp: DataConfig(name="elliptical", L=10, dim=1, torus=False,
+                                                                 xis=(1.0, 2.0, 4.0),
+                                                                 params={"excess_kurtosis": 1.0, "radius": "inverse-gamma"}), {}),
+    "elliptical-clone": ("elliptical", lambda tmp: DataConfig(name="elliptical", L=6, gaussian_clone=True,
+                                                               params={"radius": "lognormal"}), {}),
     "cifar10": ("cifar10", _cifar, {"nested": True}),
     "cifar10-rgb": ("cifar10", lambda tmp: _cifar(tmp, grayscale=False, standardize=True), {"nested": True}),
     "mnist": ("mnist", _idx("mnist", gz=True), {"nested": True}),
@@ -94,6 +120,57 @@ def test_every_registered_data_set_has_a_case():
 def test_data_set_conforms(case: str, tmp_path: Path) -> None:
     _, config, options = CASES[case]
     check_dataset(config(tmp_path), **options)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_capabilities_agree_with_the_built_data_set(case: str, tmp_path: Path) -> None:
+    """What a data set declares from its config alone (config validation asks it) is what it does once built."""
+    _, config, _ = CASES[case]
+    cfg = config(tmp_path)
+    caps, ds = capabilities(cfg), make_dataset(cfg)
+    assert caps == cfg.capabilities()  # the config asks the same declaration
+    assert caps.infinite == ds.infinite and caps.torus == ds.torus
+    assert caps.num_classes in (None, ds.num_classes)
+    if caps.infinite:
+        assert cfg.stream in caps.streams
+    if caps.analytic_covariance:
+        cov = ds.covariance(0)  # type: ignore[attr-defined]
+        assert cov.dtype == torch.float64 and cov.shape == (ds.input_dim, ds.input_dim)
+    if cfg.gaussian_clone:
+        assert isinstance(ds, GaussianClone) != caps.natural_clone
+    kurt = ds.marginal_excess_kurtosis(n=64)
+    assert isinstance(kurt, float) and (kurt == kurt or "mnist" in case or "cifar" in case)
+
+
+def test_config_validation_asks_capabilities_not_names(registries) -> None:
+    """Online training needs an infinite stream and the fixed readout two classes, whoever declares them."""
+    ok = {"model": {"readout": "fixed"}, "data": {"online": True}}
+    for name, params in (("nlgp", None), ("copula", {"excess_kurtosis": 2.0}), ("elliptical", {"radius": "lognormal"})):
+        cfg = parse_config(merge(TINY, {**ok, "data": {"name": name, "online": True, "params": params}}))
+        assert cfg.data.capabilities().infinite and cfg.data.capabilities().num_classes == 2
+    with pytest.raises(TicketscopeError, match="data set 'cifar10' is finite"):
+        parse_config(merge(TINY, {"data": {"name": "cifar10", "online": True}}))
+    parse_config(merge(TINY, {"data": {"name": "cifar10", "online": True, "gaussian_clone": True}}))  # a fitted clone streams
+    with pytest.raises(TicketscopeError, match="two-class task .* data set 'cifar10' has 10 classes"):
+        parse_config(merge(TINY, {"model": {"readout": "fixed"}, "data": {"name": "cifar10"}}))
+    with pytest.raises(TicketscopeError, match="two-class task .* 'copula' has 3 classes"):
+        parse_config(merge(TINY, {"model": {"readout": "fixed"}, "data": {"name": "copula", "xis": [1, 2, 3]}}))
+    with pytest.raises(TicketscopeError, match="two-class task .* 'tensors' has an unknown number of classes"):
+        parse_config(merge(TINY, {"model": {"readout": "fixed"}, "data": {"name": "tensors", "path": "x.npz"}}))
+    with pytest.raises(TicketscopeError, match="data.stream: the data set 'copula' has sample stream version 2 only"):
+        parse_config(merge(TINY, {"data": {"name": "copula", "stream": 1}}))
+    parse_config(merge(TINY, {"data": {"name": "nlgp", "stream": 1}}))
+
+    def two_streams(cfg):
+        return make_dataset(DataConfig(name="nlgp", L=cfg.L, dim=1, xis=cfg.xis))
+
+    register_dataset("undeclared")(two_streams)
+    with pytest.raises(TicketscopeError, match="data.online needs .* 'undeclared' is finite"):
+        parse_config(merge(TINY, {"data": {"name": "undeclared", "online": True}}))
+    register_dataset("declared", capabilities=Capabilities(infinite=True, num_classes=2))(two_streams)
+    parse_config(merge(TINY, {**ok, "data": {"name": "declared", "online": True}}))
+    register_dataset("by-class", capabilities=NLGPTask)(two_streams)
+    assert capabilities(DataConfig(name="by-class", torus=False, xis=(1, 2, 3))).num_classes == 3
 
 
 @pytest.mark.parametrize("name", registered_rules())

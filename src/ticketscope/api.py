@@ -23,13 +23,13 @@ from typing import Any
 import pandas as pd
 import torch
 
+from .analysis import TABLES
 from .config import RunConfig
 from .data import Dataset, make_dataset
 from .errors import TicketscopeError
 from .models import FCN
 from .runs import RunDir, complete_runs
 
-ANALYSIS_TABLES = ("units", "rounds", "cavity", "lagged")
 
 
 @dataclass(frozen=True)
@@ -66,8 +66,8 @@ class Run:
 
     def analysis(self, table: str = "rounds") -> pd.DataFrame:
         """An analysis table (``units``, ``rounds``, ``cavity`` or ``lagged``); runs ``analyze`` first if it is missing or old."""
-        if table not in ANALYSIS_TABLES:
-            raise TicketscopeError(f"no analysis table {table!r}; choose one of {', '.join(ANALYSIS_TABLES)}")
+        if table not in TABLES:
+            raise TicketscopeError(f"no analysis table {table!r}; choose one of {', '.join(TABLES)}")
         from .analysis import analyze_run
 
         return pd.read_parquet(analyze_run(self.path) / f"{table}.parquet")

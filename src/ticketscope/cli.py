@@ -18,6 +18,22 @@ if TYPE_CHECKING:
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="How iterative magnitude pruning makes fully connected networks grow local receptive fields.")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        typer.echo(f"ticketscope {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="print ticketscope's version and exit")) -> None:
+    """How iterative magnitude pruning makes fully connected networks grow local receptive fields."""
+
+
 data_app = typer.Typer(no_args_is_help=True, help="Sample, look at and download data sets.")
 app.add_typer(data_app, name="data")
 
@@ -183,11 +199,32 @@ def _sweep_source(name_or_path: str) -> Path:
     return path if path.exists() or path.suffix in (".yaml", ".yml") else preset_path(name_or_path)
 
 
+def _replicate(spec: Any, block: int, out: Path) -> Any:
+    """Replicate ``block`` of the sweep ``spec``, refusing an ``out`` that holds another sweep (the original's
+    directory, most likely: its report would mix the two blocks)."""
+    from .experiments.sweep import load_sweep
+
+    if block < 1:
+        raise TicketscopeError(f"--replicate takes a block number >= 1 (the sweep as written is block 0), not {block}")
+    spec = spec.replicate(block)
+    held = out / "sweep.yaml"
+    if held.exists() and (other := load_sweep(held).name) != spec.name:
+        raise TicketscopeError(f"{out} holds sweep {other!r}; give replicate {block} ({spec.name!r}) its own --out, "
+                               f"e.g. {out.parent / spec.name}")
+    return spec
+
+
 def _run_sweep(source: str, out: Path, executor: str, workers: Optional[int], threads: Optional[int],
-               address: Optional[str], quiet: bool, ensemble: bool = True, task_timeout: Optional[float] = None) -> None:
+               address: Optional[str], quiet: bool, ensemble: bool = True, task_timeout: Optional[float] = None,
+               replicate: Optional[int] = None) -> None:
     from .experiments.sweep import load_sweep, run_sweep, time_spent
 
-    summary = run_sweep(load_sweep(_sweep_source(source)), out, executor=executor, workers=workers,
+    spec = load_sweep(_sweep_source(source))
+    if replicate is not None:
+        spec = _replicate(spec, replicate, out)
+        seeds = spec.seeds()
+        typer.echo(f"{spec.name}: {len(seeds)} seeds in {min(seeds)}..{max(seeds)}")
+    summary = run_sweep(spec, out, executor=executor, workers=workers,
                         threads=threads, address=address, progress=not quiet, ensemble=ensemble,
                         task_timeout_s=task_timeout)
     counts = summary["status"].value_counts().to_dict()
@@ -219,21 +256,27 @@ def sweep(sweep_file: str = typer.Argument(..., help="sweep YAML, or a preset na
           out: Path = typer.Option(..., "--out", help="sweep directory (re-running skips finished runs)"),
           executor: str = EXECUTOR, workers: Optional[int] = WORKERS, threads: Optional[int] = THREADS,
           address: Optional[str] = ADDRESS, ensemble: bool = ENSEMBLE, task_timeout: Optional[float] = TASK_TIMEOUT,
+          replicate: Optional[int] = typer.Option(
+              None, "--replicate", help="run replicate N >= 1 instead: the same sweep on a disjoint block of seeds "
+              "(seeds shifted by N times their span, max - min + 1), named NAME-replicateN; give it its own --out"),
           quiet: bool = typer.Option(False, "--quiet")) -> None:
     """Run every point of a sweep grid (each a resumable run) on this machine or a Ray cluster."""
-    _run_sweep(sweep_file, out, executor, workers, threads, address, quiet, ensemble, task_timeout)
+    _run_sweep(sweep_file, out, executor, workers, threads, address, quiet, ensemble, task_timeout, replicate)
 
 
 @app.command()
 def report(sweep_dir: Path = typer.Argument(..., help="sweep directory"),
-           n_probe: int = typer.Option(4096, "--n-probe", help="held-out probe samples per run")) -> None:
+           n_probe: int = typer.Option(4096, "--n-probe", help="held-out probe samples per run"),
+           replicate: Optional[Path] = typer.Option(None, "--replicate", help=(
+               "the sweep directory of a replicate on disjoint seeds (`ticketscope sweep SWEEP --replicate N`), "
+               "reported first: its confirmatory outcomes are shown beside this sweep's"))) -> None:
     """Write the claims report (HTML + Markdown) with figures from the stored analyses of a sweep's runs."""
     from .experiments.report import build_report
     from .experiments.sweep import load_sweep
 
     spec = sweep_dir / "sweep.yaml"
     notes = load_sweep(spec).description if spec.exists() else ""
-    typer.echo(f"report: {build_report(sweep_dir, n_probe=n_probe, notes=notes)}")
+    typer.echo(f"report: {build_report(sweep_dir, n_probe=n_probe, notes=notes, replicate=replicate)}")
 
 
 @app.command()

@@ -65,20 +65,24 @@ class DataConfig(_Strict):
 
     name: str = Field(
         "nlgp", description="a registered data set (ticketscope.data.DATASETS): nlgp (synthetic non-linear Gaussian "
-        "process), cifar10, mnist, fashion-mnist, natural (offline scikit-image patches), tensors (your own file)")
+        "process), copula (a Gaussian field through a pointwise map of chosen kurtosis, at a chosen covariance), "
+        "elliptical (a Gaussian scale mixture at a chosen covariance), cifar10, mnist, fashion-mnist, natural (offline "
+        "scikit-image patches), tensors (your own file)")
     path: str | None = Field(
         None, description="(path) tensors: a .safetensors or .npz file with X (n, ...) and y (n,), optionally "
         "X_test and y_test, and input_shape")
     gaussian_clone: bool = Field(
         False, description="(flag) replace the data by a Gaussian process with each class's mean and covariance")
-    L: int = Field(20, ge=2, description="(pixels) side of the image (nlgp, natural patches)")
-    dim: Literal[1, 2] = Field(2, description="(1 or 2) nlgp: 1D vectors of length L or 2D L x L images")
+    L: int = Field(20, ge=2, description="(pixels) side of the image (nlgp, copula, elliptical, natural patches)")
+    dim: Literal[1, 2] = Field(2, description="(1 or 2) nlgp, copula, elliptical: 1D vectors of length L or 2D L x L images")
     xis: tuple[float, ...] = Field(
-        (1.0, 3.0), min_length=2, description="(pixels) nlgp: correlation length of each class, one class each")
+        (1.0, 3.0), min_length=2, description="(pixels) nlgp, copula, elliptical: correlation length of each class, "
+        "one class each")
     gain: float = Field(3.0, gt=0, description="(dimensionless) nlgp: gain g of the erf non-linearity")
-    torus: bool = Field(True, description="(flag) nlgp: periodic boundaries (a tensors file's own torus array "
-                        "decides for it; this field is not read there)")
-    ridge: float = Field(1e-3, ge=0, description="(variance) added to covariance diagonals (nlgp field, clones)")
+    torus: bool = Field(True, description="(flag) nlgp, copula, elliptical: periodic boundaries (a tensors file's own "
+                        "torus array decides for it; this field is not read there)")
+    ridge: float = Field(1e-3, ge=0, description="(variance) added to covariance diagonals (nlgp field, copula and "
+                         "elliptical covariance, clones)")
     grayscale: bool = Field(True, description="(flag) cifar10: convert RGB to grayscale")
     standardize: bool = Field(False, description="(flag) per-image standardization (zero mean, unit variance per image)")
     data_dir: str | None = Field(
@@ -90,14 +94,16 @@ class DataConfig(_Strict):
         2000, ge=1, description="(samples) held-out evaluation set size; tensors: default null, the file's whole "
         "test split, or a seeded subset of this many")
     online: bool = Field(
-        False, description="(flag) synthetic data only: draw a fresh mini-batch every step instead of a fixed training set")
+        False, description="(flag) data sets with an infinite stream only (nlgp, copula, elliptical, any gaussian_clone): "
+        "draw a fresh mini-batch every step instead of a fixed training set")
     stream: Literal[1, 2] = Field(
         2, description="(version) synthetic data: sample stream; 2: float32 torch noise, batched transforms; "
-        "1: the stream from before versions existed (NumPy float64, block by block)")
+        "1: the stream from before versions existed (NumPy float64, block by block; nlgp and fitted clones only)")
     params: Any = Field(
         None, validate_default=True, description="(mapping) the data set's own parameters, checked against the model "
         "it was registered with (register_dataset(name, params=Model)); its factory reads them as cfg.params, that "
-        "model's instance (None for a data set without one, like every built-in)")
+        "model's instance (None for a data set without one); copula: excess_kurtosis, covariance_of; elliptical: "
+        "excess_kurtosis, radius")
 
     @model_validator(mode="before")
     @classmethod
@@ -118,6 +124,20 @@ class DataConfig(_Strict):
     @classmethod
     def _registered(cls, v: str) -> str:
         return DATASETS.require(v)
+
+    def capabilities(self) -> Any:
+        """What the data set this names can do (``ticketscope.data.Capabilities``: infinite stream, torus, analytic
+        covariance, natural clone, classes, stream versions), from its declaration; nothing is loaded."""
+        return DATASETS.describe(self.name, self)
+
+    @model_validator(mode="after")
+    def _stream_version(self) -> DataConfig:
+        caps = self.capabilities()
+        if caps is not None and (caps.infinite or self.gaussian_clone) and self.stream not in caps.streams:
+            what = f"data set {self.name!r}" + ("'s Gaussian clone" if self.gaussian_clone else "")
+            versions = " and ".join(map(str, caps.streams))
+            raise ValueError(f"data.stream: the {what} has sample stream version {versions} only, not {self.stream}")
+        return self
 
     @model_validator(mode="after")
     def _sizes(self) -> DataConfig:
@@ -281,13 +301,19 @@ class RunConfig(_Strict):
             bad = [i for i in self.prune.layers if not 0 <= i < n_layers]
             if bad:
                 raise ValueError(f"prune.layers {bad} out of range: the model has layers 0..{n_layers - 1}")
+        caps = self.data.capabilities()
+        what = f"data set {self.data.name!r}" + ("'s Gaussian clone" if self.data.gaussian_clone else "")
         if self.model.readout == "fixed":
-            if self.data.name != "nlgp" or len(self.data.xis) != 2:
-                raise ValueError("model.readout: fixed needs a two-class task (nlgp with two correlation lengths)")
+            classes = None if caps is None else caps.num_classes
+            if classes != 2:
+                has = "an unknown number of classes (known only once loaded)" if classes is None else f"{classes} classes"
+                raise ValueError(f"model.readout: fixed needs a two-class task (e.g. nlgp, copula or elliptical with two "
+                                 f"correlation lengths); the {what} has {has}")
             if self.prune.layers is not None and n_layers - 1 in self.prune.layers:
                 raise ValueError("model.readout: fixed is never pruned: leave the readout out of prune.layers")
-        if self.data.online and self.data.name != "nlgp" and not self.data.gaussian_clone:
-            raise ValueError("data.online needs a synthetic data set (nlgp or a gaussian_clone)")
+        if self.data.online and not (self.data.gaussian_clone if caps is None else caps.infinite):
+            raise ValueError(f"data.online needs a data set with an infinite sample stream (nlgp, copula, elliptical, or "
+                             f"any data set's gaussian_clone); the {what} is finite")
         return self
 
     def digest(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 from functools import lru_cache
@@ -44,6 +45,25 @@ def device_name(device: torch.device | str) -> str:
     return f"{platform.machine()} {platform.processor() or 'cpu'}".strip()
 
 
+@lru_cache(maxsize=1)
+def cpu_name() -> str:
+    """The CPU's model name with its vendor, family and model numbers (two generations may share a name)."""
+    info: dict[str, str] = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            info.setdefault(key.strip(), value.strip())
+    except OSError:
+        return platform.processor() or platform.machine()
+    avx512 = ", AVX-512" if "avx512f" in info.get("flags", "").split() else ""
+    return (f"{info.get('model name', platform.machine())} ({info.get('vendor_id', '?')} family "
+            f"{info.get('cpu family', '?')} model {info.get('model', '?')}{avx512}, {len(_cpus())} cores)")
+
+
+def _cpus() -> list[int]:
+    return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+
+
 def provenance(device: torch.device | str = "cpu") -> dict[str, Any]:
     """A JSON-ready record of the code, libraries, device and thread count computing right now."""
     return {
@@ -52,5 +72,6 @@ def provenance(device: torch.device | str = "cpu") -> dict[str, Any]:
         "python": platform.python_version(),
         **{lib: _version(lib) for lib in ("torch", "numpy", "scipy", "pandas")},
         "device": device_name(device),
+        "cpu": cpu_name(),
         "threads": torch.get_num_threads(),
     }

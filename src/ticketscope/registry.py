@@ -1,6 +1,8 @@
 """Named plug-ins (data sets, pruning rules) with their parameter models.
 
-A registry maps a name to what it names and to the pydantic model of its own parameters (or None).
+A registry maps a name to what it names, to the pydantic model of its own parameters (or None) and,
+optionally, to what the entry says of itself (a data set: its capabilities under a config), which the
+config schema asks instead of naming entries.
 It is generic and imports neither ``data`` nor ``pruning``: those modules fill it when they are
 imported (built-ins, then the plug-ins of ``$TICKETSCOPE_PLUGINS``), and a look-up imports its
 provider first, so the config schema can validate names without depending on the layers above it.
@@ -9,6 +11,7 @@ provider first, so the config schema can validate names without depending on the
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel
@@ -23,9 +26,16 @@ class Registry:
         self.what, self.provider = what, provider
         self.objects: dict[str, Any] = {}
         self.params: dict[str, type[BaseModel] | None] = {}
+        self.describers: dict[str, Callable[..., Any]] = {}
 
-    def add(self, name: str, obj: Any, params: type[BaseModel] | None = None) -> None:
+    def add(self, name: str, obj: Any, params: type[BaseModel] | None = None,
+            describe: Callable[..., Any] | None = None) -> None:
+        """Register ``obj`` under ``name``; ``describe(*args)``, if given, is what :meth:`describe` answers."""
         self.objects[name], self.params[name] = obj, params
+        if describe is None:
+            self.describers.pop(name, None)
+        else:
+            self.describers[name] = describe
 
     def _load(self) -> None:
         importlib.import_module(self.provider)
@@ -41,6 +51,13 @@ class Registry:
     def params_model(self, name: str) -> type[BaseModel] | None:
         self._load()
         return self.params.get(name)
+
+    def describe(self, name: str, *args: Any) -> Any:
+        """What the entry ``name`` says of itself given ``args`` (for data sets: its capabilities under a
+        data config), from the ``describe`` it was registered with; None if it has none."""
+        self._load()
+        describe = self.describers.get(name)
+        return None if describe is None else describe(*args)
 
 
 DATASETS = Registry("data set", "ticketscope.data")

@@ -75,22 +75,33 @@ def test_analyze_survives_runs_without_measurable_receptive_fields(tmp_path, upd
     assert not (out / "rf_grid.png").exists()  # nothing to draw in either case
 
 
-def test_lagged_table_is_the_metric_on_the_stored_units(analyzed):
-    """lagged.parquet: one row per pruned layer, the lead and reverse coefficients of lagged_coefficients on the
-    stored units.parquet (ng_excess, localization); the deeper layer has no localization, so every pair is dropped."""
+def test_cross_round_tables_are_their_functions_on_the_stored_units(analyzed):
+    """lagged.parquet: one row per pruned layer, lead, reverse and asymmetry under both specifications of
+    lagged_coefficients on the stored units.parquet (ng_excess with its probe halves, localization); the deeper layer
+    has no localization, so every pair is dropped. The columns are CROSS_ROUND's, the report's joined names too."""
+    from ticketscope.analysis import CROSS_ROUND, CROSS_ROUND_COLUMNS
+
     _, _, out = analyzed
     units = pd.read_parquet(out / "units.parquet")
     lagged = pd.read_parquet(out / "lagged.parquet")
-    assert lagged.columns.tolist() == ["layer", "lead", "reverse", "n_pairs", "n_dropped"]
+    assert [m.name for m in CROSS_ROUND] == ["lagged"]
+    assert lagged.columns.tolist() == ["layer", *CROSS_ROUND[0].columns]
+    assert [f"lagged_{c}" for c in CROSS_ROUND[0].columns] == list(CROSS_ROUND_COLUMNS)
     assert lagged["layer"].tolist() == ["layers.0", "layers.1"]
     for row in lagged.itertuples(index=False):
-        expected = lagged_coefficients(units[units["layer"] == row.layer], ng="ng_excess", loc="localization")
-        assert (row.n_pairs, row.n_dropped) == (expected.n_pairs, expected.n_dropped)
-        np.testing.assert_array_equal([row.lead, row.reverse], [expected.lead, expected.reverse])
+        layer = units[units["layer"] == row.layer]
+        for spec in ("round", "unit"):
+            expected = lagged_coefficients(layer, ng="ng_excess", loc="localization", spec=spec,
+                                           halves=("ng_excess_a", "ng_excess_b"))
+            assert (row.n_pairs, row.n_dropped) == (expected.n_pairs, expected.n_dropped)
+            np.testing.assert_array_equal([getattr(row, f"lead_{spec}"), getattr(row, f"reverse_{spec}"),
+                                           getattr(row, f"asymmetry_{spec}")],
+                                          [expected.lead, expected.reverse, expected.lead - expected.reverse])
     first, deeper = lagged.set_index("layer").loc["layers.0"], lagged.set_index("layer").loc["layers.1"]
     assert first["n_pairs"] + first["n_dropped"] == 16 and first["n_pairs"] >= 5  # 3 rounds: one pair a unit
-    assert np.isfinite(first["lead"]) and np.isfinite(first["reverse"])
-    assert (deeper["n_pairs"], deeper["n_dropped"]) == (0, 8) and np.isnan(deeper["lead"])
+    assert np.isfinite(first["lead_round"]) and np.isfinite(first["reverse_round"])
+    assert np.isnan(first["lead_unit"])  # unit fixed effects need four pair-rounds for the jackknife; 3 rounds give 1
+    assert (deeper["n_pairs"], deeper["n_dropped"]) == (0, 8) and np.isnan(deeper["lead_round"])
 
 
 def test_an_older_analysis_version_is_recomputed_and_provenance_recorded(analyzed, caplog):

@@ -2,10 +2,12 @@
 grouping invariance, caching, and run directories resuming on the stream they began with.
 
 The version-1 fingerprints were computed with the code from before streams were versioned, so
-they pin "version 1 = the old bits". Fingerprints are exact on the platform that stored them
-(torch build and CPU capability; rounding of FFTs and GEMMs may differ elsewhere); on another
-platform the test checks four stored values to 1e-5 instead. They are computed with one torch
-thread (MKL may change a GEMM's reduction order with the thread count).
+they pin "version 1 = the old bits". Fingerprints are exact on the machine that stored them
+(:data:`STORED_ON`: CPU vendor, family, model, vector extensions and torch build, as
+``tests/machine.py`` fingerprints it; the rounding of FFTs and GEMMs differs elsewhere, even on a CPU
+with the same torch and the same ``get_cpu_capability()``); on any other machine the test checks four
+stored values to :data:`TOLERANCE` instead. They are computed with one torch thread (MKL may change a
+GEMM's reduction order with the thread count).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import pytest
 import torch
 import yaml
 
+from machine import check_stored
 from ticketscope.config import RunConfig, dump_config, parse_config
 from ticketscope.data import NLGPTask, make_dataset
 from ticketscope.data import stream as stream_mod
@@ -41,9 +44,15 @@ THREE_CLASSES = {  # 256 % 3 != 0: class rows are index tensors, not strided sli
     "clone-1d-open-3-classes": dict(L=9, dim=1, xis=(1.0, 2.0, 3.0), gain=3.0, gaussian_clone=True, torus=False),
 }
 
-FINGERPRINT_PLATFORM = ("2.13.0+cpu", "AVX512")
+STORED_ON = {  # the machine the fingerprints below were taken on (tests/machine.py's machine())
+    "cpu": "AMD EPYC", "family": "AuthenticAMD 25/17", "machine": "x86_64",
+    "simd": ("avx avx2 avx512_bf16 avx512_bitalg avx512_vbmi2 avx512_vnni avx512_vpopcntdq avx512bw avx512cd avx512dq "
+             "avx512f avx512ifma avx512vbmi avx512vl fma sse sse2 sse4_1 sse4_2 sse4a"),
+    "threads": 1, "torch": "2.13.0+cpu"}
+TOLERANCE = {"rtol": 1e-5, "atol": 1e-5}  # the stored values elsewhere: float32 transforms rounded otherwise
+PICKED = ([0, 1, 300, 767], [0, 1, 2, 3])  # the entries of X stored as values
 # (version, case): SHA-256 of the bytes of X (float32) and y (int64 little-endian) of
-# sample(3 * BLOCK, seed=2024), and X[[0, 1, 300, 767], [0, 1, 2, 3]] for other platforms
+# sample(3 * BLOCK, seed=2024), and X[PICKED] for other machines
 FINGERPRINTS = {
     (1, "nlgp-1d"): ("dd70a1f2a7e30b4d854def60e7330668a727140bf3d3572135754a7f9ca1c31e",
                      [-1.000357, -1.048088, 1.048088, -0.7532763]),
@@ -103,14 +112,49 @@ def fingerprint(X: torch.Tensor, y: torch.Tensor) -> str:
     return h.hexdigest()
 
 
+def check_fingerprint(stream: int, case: str, here: dict | None = None,
+                      stored: tuple[str, list[float]] | None = None) -> str:
+    """The stream's sample against its stored fingerprint (or ``stored``): the digest on the machine that
+    stored it, the values within TOLERANCE elsewhere (``here``: the machine to act as); which was checked."""
+    X, y = make(case, stream).sample(3 * BLOCK, seed=2024)
+    digest, values = FINGERPRINTS[stream, case] if stored is None else stored
+    return check_stored(STORED_ON, digest, lambda: fingerprint(X, y), values, lambda: X[PICKED].numpy(),
+                        here=here, **TOLERANCE)
+
+
 @pytest.mark.parametrize("stream,case", sorted(FINGERPRINTS))
 def test_fingerprint(stream: int, case: str) -> None:
-    X, y = make(case, stream).sample(3 * BLOCK, seed=2024)
-    digest, values = FINGERPRINTS[stream, case]
-    if (torch.__version__, torch.backends.cpu.get_cpu_capability()) == FINGERPRINT_PLATFORM:
-        assert fingerprint(X, y) == digest
-    else:  # other rounding of the transforms; the noise and the labels are the same
-        np.testing.assert_allclose(X[[0, 1, 300, 767], [0, 1, 2, 3]].numpy(), values, rtol=1e-5, atol=1e-5)
+    check_fingerprint(stream, case)
+
+
+# Another machine with the same torch build and the same get_cpu_capability() ("AVX512"): the digests of
+# 7 cases differed on one (issue 27), so the whole fingerprint decides, not torch and the capability.
+INTEL = {**STORED_ON, "cpu": "Intel(R) Xeon(R) Platinum 8488C", "family": "GenuineIntel 6/143",
+         "simd": "avx avx2 avx512bw avx512cd avx512dq avx512f avx512vl fma sse sse2 sse4_1 sse4_2"}
+
+
+def test_the_machine_that_stored_the_digests_checks_them_bit_for_bit() -> None:
+    """Run on any machine: acting as the storing machine, the digest decides, and a wrong one fails."""
+    digest, values = FINGERPRINTS[2, "nlgp-1d"]
+    X, y = make("nlgp-1d", 2).sample(3 * BLOCK, seed=2024)
+    assert check_fingerprint(2, "nlgp-1d", here=STORED_ON, stored=(fingerprint(X, y), values)) == "digest"
+    with pytest.raises(AssertionError, match="differs from 0000"):
+        check_fingerprint(2, "nlgp-1d", here=STORED_ON, stored=("0" * 64, values))
+
+
+def test_any_other_machine_checks_the_values_within_the_tolerance() -> None:
+    """Run on any machine: acting as another one, only the values decide (a wrong digest is never read),
+    within TOLERANCE, and a value off by more fails."""
+    X, _ = make("nlgp-1d", 2).sample(3 * BLOCK, seed=2024)
+    values = X[PICKED].numpy().astype(float)
+    for other in (INTEL, {**STORED_ON, "torch": "2.14.0+cpu"}, {**STORED_ON, "simd": "avx avx2 fma sse"}):
+        assert check_fingerprint(2, "nlgp-1d", here=other, stored=("0" * 64, list(values))) == "values"
+    close = values * (1 + 0.5 * TOLERANCE["rtol"])  # inside the tolerance: last-bits rounding
+    assert check_fingerprint(2, "nlgp-1d", here=INTEL, stored=("0" * 64, list(close))) == "values"
+    off = values.copy()
+    off[2] += 1e-3  # a real change of the stream, far beyond rounding
+    with pytest.raises(AssertionError, match="differ beyond rtol 1e-05"):
+        check_fingerprint(2, "nlgp-1d", here=INTEL, stored=("0" * 64, list(off)))
 
 
 def test_versions_are_different_streams() -> None:

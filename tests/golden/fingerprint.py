@@ -17,13 +17,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import platform
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+if __package__ in (None, ""):  # run as a script: tests/ (where machine.py lives) is not on the path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from machine import machine  # noqa: E402  (the fingerprint the digests are keyed on, shared with test_stream)
 
 SWEEP = """\
 name: golden
@@ -44,12 +47,26 @@ ADDED = {  # fields files gained after af92e81 (records, not results), left out 
     "analysis.json": {"tables", "checkpoints", "version"},  # the tables' checksums, what they measured, the version
     "claims.json": {"planned_a", "planned_b",  # the seeds each arm planned
                     # Holm-adjusted across every row, and the feedback-loop claims (issue 19) joined the rows
-                    "p_adj", "p_equivalence_adj", "verdict", "seeds_needed"},
+                    "p_adj", "p_equivalence_adj", "verdict", "seeds_needed",
+                    # issue 27: claims as records with stable ids, five outcomes with margins, a registered family
+                    "id", "role", "se", "p_equivalence", "outcome", "margin", "fragile", "why", "registered",
+                    "registered_seeds"},
 }
 ADDED_COLUMNS = {  # table columns added after af92e81 (issue 19): new measures, left out so old and new compare
-    "cavity_auc_magnitude", "cavity_auc_bins", "lagged_lead", "lagged_reverse", "lagged_pairs"}
-NEW_CLAIMS = ("The lead", "The reverse", "The per-round cavity", "Cavity scores predict", "cavity-high")  # issue 19
-NEW_FILES = {"report/points.parquet"}  # files added after af92e81: every planned point and what became of it
+    "cavity_auc_magnitude", "cavity_auc_bins", "lagged_lead", "lagged_reverse", "lagged_pairs",
+    # issues 28 and 29: signed kurtosis, the probe halves, the kind of field, excess cavity scores, the removed |w|,
+    # the matched-pair AUC, and the lagged coefficients under two specifications
+    "kappa3_pooled", "kappa3_null", "kappa3_excess", "ng_excess_a", "ng_excess_b", "balance", "balance_null",
+    "cavity_excess_removed_mean", "cavity_excess_removed_minus_random", "removed_abs_w", "cavity_auc_matched",
+    "cavity_auc_matched_se", *(f"lagged_{k}_{s}" for s in ("round", "unit") for k in ("lead", "reverse", "asymmetry")),
+    "lagged_n_pairs", "lagged_n_dropped"}
+NEW_CLAIMS = ("The lead", "The reverse", "The per-round cavity", "Cavity scores predict", "cavity-high",  # issue 19
+              "On the Gaussian clone", "IMP's localization advantage", "IMP's rise of excess",  # issue 28: necessity
+              "The data's localization advantage",  # issue 27: listed, as not testable, where a sweep has no gain axis
+              "The weights IMP removes",  # issue 28: judged on the excess cavity score (a control with the IPR mechanism)
+              "In the", "The asymmetry")  # issue 28: the matched-pair AUC by phase, the loop's asymmetry
+NEW_FILES = {"report/points.parquet",  # files added after af92e81: every planned point and what became of it
+             "report/report.json"}  # issue 27: the report's seeds, machines, family and replicate
 NEW_TABLES = {"lagged.parquet"}  # in every run's analysis: the lagged per-unit statistics (issue 19)
 
 
@@ -91,25 +108,6 @@ def digest_tree(root: Path, skip: tuple[str, ...] = ()) -> dict[str, str]:
         else:
             out[rel] = hashlib.sha256(p.read_bytes()).hexdigest()
     return out
-
-
-def machine() -> dict[str, Any]:
-    """What a bit-identity promise depends on: CPU model and micro-architecture, torch build, thread count.
-
-    The model name alone is not enough ("AMD EPYC" names every generation, whose kernels differ in the last
-    bits), so the CPU family, model and vector extensions (which kernels torch may pick) are part of it.
-    """
-    import torch
-
-    info: dict[str, str] = {}
-    if Path("/proc/cpuinfo").exists():
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            info.setdefault(key.strip(), value.strip())
-    simd = sorted(f for f in info.get("flags", "").split() if f.startswith(("avx", "fma", "amx", "sse")))
-    return {"cpu": info.get("model name", platform.processor()), "machine": platform.machine(),
-            "family": f"{info.get('vendor_id', '')} {info.get('cpu family', '')}/{info.get('model', '')}",
-            "simd": " ".join(simd), "torch": torch.__version__, "threads": 1}
 
 
 def run(out: Path, src: Path | None = None) -> dict[str, Any]:

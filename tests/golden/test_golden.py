@@ -3,7 +3,8 @@ before it (tests/golden/golden.json, taken at af92e81), on the same machine.
 
 Bits are a same-machine promise (another CPU's GEMMs differ in the last bits, and training then
 diverges), so the stored digests are compared only on the machine they were taken on: same CPU family,
-model and vector extensions, not only the same model name (two EPYC generations both read "AMD EPYC"). Elsewhere,
+model and vector extensions, not only the same model name (two EPYC generations both read "AMD EPYC"):
+``tests/machine.py``'s fingerprint, which ``tests/data/test_stream.py`` keys its digests on too. Elsewhere,
 when the git history is at hand, the old code is checked out and run beside the new: the same
 comparison, made on this machine.
 """
@@ -16,7 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from .fingerprint import machine, run
+from machine import machine
+
+from .fingerprint import run
 
 HERE = Path(__file__).parent
 ROOT = HERE.parents[1]

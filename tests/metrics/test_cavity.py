@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import scipy.stats
@@ -241,3 +243,127 @@ def test_more_units_than_inputs(data: str) -> None:
     np.testing.assert_allclose(scores.numpy(), ref, rtol=1e-8, atol=1e-10)
     blocks = torch.cat([cavity_scores(w, X, kind="nongaussianity", chunk_size=97) for w in W.split(7)])
     np.testing.assert_allclose(scores.numpy(), blocks.numpy(), rtol=1e-10, atol=1e-12)
+
+
+# ---------------------------------------------------------------- excess cavity score (issue 28)
+
+
+def factorial(levels: list[float], D: int) -> torch.Tensor:
+    """Every point of levels^D once: D i.i.d. pixels uniform on ``levels`` with *exact* population moments (each
+    column has the marginal's moments, and every product of distinct columns factorizes), so any statistic that is
+    permutation invariant for exchangeable columns is exactly so here, sampling noise absent."""
+    import itertools
+
+    return torch.tensor(list(itertools.product(levels, repeat=D)), dtype=torch.float64)
+
+
+def sparse_units(K: int, D: int, seed: int, density: float = 0.6) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(K, D, generator=g, dtype=torch.float64) * (torch.rand(K, D, generator=g) < density)
+
+
+@pytest.mark.parametrize("levels,D", [([-1.0, 1.0], 10), ([-3.0, -1.0, 1.0, 3.0], 6)], ids=["sign", "uniform4"])
+def test_excess_cavity_is_zero_on_iid_pixels_while_the_raw_score_is_not(levels, D):
+    """i.i.d. pixels (+-1, and uniform on 4 levels), two classes each a full factorial copy: kappa(h) is a function
+    of the weight values alone (+-1: kappa = 3 - 2 IPR), so a weight's score is the same at any position and the
+    excess is 0 for every weight, to float64 rounding (1e-10 on scores of order 0.01-1: a few hundred roundings of
+    ~1e-16 in moments of order 1-10), while the raw score, the IPR mechanism, is far from 0. The raw score on
+    +-1 is checked against the analytic 2 IPR(w without w_ij) - 2 IPR(w)."""
+    from ticketscope.metrics import excess_cavity_scores, ipr
+
+    cube = factorial(levels, D)
+    X, y = torch.cat([cube, cube]), torch.arange(2 * len(cube)) // len(cube)
+    W = sparse_units(7, D, seed=3)
+    W[0] = 0  # a dead unit: NaN everywhere
+    r = excess_cavity_scores(W, X, y)
+    live = W[1:] != 0
+    assert r.excess[0].isnan().all() and r.raw[0].isnan().all()
+    assert r.raw[1:][live].abs().max() > 0.2
+    np.testing.assert_allclose(r.excess[1:].numpy(), 0.0, atol=1e-10)
+    assert (r.excess[1:][~live] == 0).all() and (r.null[1:][~live] == 0).all()
+    if levels == [-1.0, 1.0]:
+        for i, j in zip(*np.nonzero(live.numpy())):
+            w = W[1 + i].clone()
+            base = ipr(w[None]).item()
+            w[j] = 0
+            want = 2 * ipr(w[None]).item() - 2 * base if (w != 0).sum() > 0 else math.nan
+            assert r.raw[1 + i, j].item() == pytest.approx(want, abs=1e-10)
+
+
+def brute_excess(W: torch.Tensor, X: torch.Tensor, y: torch.Tensor, perms: list[torch.Tensor]) -> np.ndarray:
+    """Literal definition, weight by weight: for each shuffle, place the unit's values at the shuffled positions,
+    zero the value w_ij where it landed, recompute the class-pooled |kappa - 3| by scipy; the null is the mean of
+    these changes over shuffles; the raw score likewise at the weight's own position."""
+    Xn, yn = X.numpy(), y.numpy()
+
+    def pooled(w: np.ndarray) -> float:
+        h = Xn @ w
+        out = 0.0
+        for c in np.unique(yn):
+            hc = h[yn == c]
+            out += np.mean(yn == c) * abs(scipy.stats.kurtosis(hc, fisher=False) - 3)
+        return out
+
+    K, D = W.shape
+    excess = np.zeros((K, D))
+    for i in range(K):
+        for j in range(D):
+            if W[i, j] == 0:
+                continue
+            w = W[i].numpy()
+            raw = pooled(np.where(np.arange(D) == j, 0.0, w)) - pooled(w)
+            null = []
+            for p in perms:
+                v = w[p[i].numpy()]  # shuffled: v[k] = w[p[k]]
+                k = int(np.flatnonzero(p[i].numpy() == j)[0])
+                null.append(pooled(np.where(np.arange(D) == k, 0.0, v)) - pooled(v))
+            excess[i, j] = raw - np.mean(null)
+    return excess
+
+
+def test_excess_cavity_on_a_correlated_pair_matches_brute_force_and_is_where_expected():
+    """Planted structure: pixel 1 is a copy of pixel 0, the other 8 i.i.d. +-1 (a full factorial of the 9 free
+    bits: exact moments). Unit 0 sits on both copies (w = 1.0, 0.8: one merged coefficient 1.8 on an independent
+    bit, so its units' IPR is higher than its values spread over independent pixels would give). Removing either
+    copy cuts the merged coefficient, lowering |kappa - 3| = 2 IPR of the merged weights; at random positions the
+    same value would mostly sit on an independent pixel, where removing it raises IPR. So the excess of both copies
+    is negative (planted: below -0.02, against 0 to 1e-10 without the copy). Every excess equals the literal
+    per-weight, per-shuffle definition (scipy kurtosis) to 1e-9 on scores of order 0.1, with the shuffles of
+    :func:`row_shuffles` on the stream the function documents."""
+    from ticketscope.metrics import excess_cavity_scores, row_shuffles
+
+    free = factorial([-1.0, 1.0], 9)
+    X = torch.cat([free[:, :1], free], 1)
+    y = torch.zeros(len(X), dtype=torch.int64)
+    W = sparse_units(4, 10, seed=5)
+    W[0, :2] = torch.tensor([1.0, 0.8])
+    W[1, :2] = 0.0
+    r = excess_cavity_scores(W, X, y, shuffles=4, seed=9)
+    index = torch.arange(10, dtype=torch.float64).expand(W.shape)
+    perms = [p.long() for p in row_shuffles(index, 4, 9, "excess_cavity_scores")]
+    np.testing.assert_allclose(r.excess.numpy(), brute_excess(W, X, y, perms), atol=1e-9)
+    assert r.excess[0, 0] < -0.02 and r.excess[0, 1] < -0.02
+    assert r.excess.abs().max() > 0.02
+
+
+def test_excess_cavity_batches_seeds_and_mixture_form():
+    """A batch (B, K, D) with one seed per layer equals the unbatched calls with those seeds, with shared inputs and
+    with each layer's own (to 1e-12: the same products, grouped differently); y=None is the mixture form, whose raw
+    score is cavity_scores(kind="nongaussianity"); the same seed gives the same numbers."""
+    from ticketscope.metrics import excess_cavity_scores
+
+    X = sign_like_data()
+    y = torch.arange(len(X)) % 2
+    W = torch.stack([sparse_units(5, 12, seed=s) for s in (1, 2, 3)])
+    batched = excess_cavity_scores(W, X, y, seed=[4, 5, 6])
+    for b, s in enumerate((4, 5, 6)):
+        one = excess_cavity_scores(W[b], X, y, seed=s)
+        np.testing.assert_allclose(batched.excess[b].numpy(), one.excess.numpy(), rtol=1e-12, atol=1e-12)
+    own = excess_cavity_scores(W, torch.stack([X, X, X]), y, seed=[4, 5, 6])
+    np.testing.assert_allclose(own.excess.numpy(), batched.excess.numpy(), rtol=1e-12, atol=1e-12)
+    mixture = excess_cavity_scores(W[0], X, shuffles=3)
+    np.testing.assert_allclose(mixture.raw.numpy(), cavity_scores(W[0], X, kind="nongaussianity").numpy(), rtol=1e-12, atol=1e-12)
+    again = excess_cavity_scores(W[0], X, shuffles=3)
+    assert torch.equal(again.excess.nan_to_num(7), mixture.excess.nan_to_num(7))
+    other = excess_cavity_scores(W[0], X, shuffles=3, seed=1)
+    assert not torch.equal(other.null.nan_to_num(7), mixture.null.nan_to_num(7))

@@ -31,14 +31,21 @@ The package: :mod:`.measures` (the list of per-unit measures and the cavity scor
 """
 
 from .figures import rf_figure, rf_panels, ranked_units, write_figures
-from .measures import (ANALYSIS_VERSION, MEANS, MEASURES, SAMPLES_PER_GROUP, LayerBatch, Measure, batched_cavity_scores,
+from .measures import (ANALYSIS_VERSION, CROSS_ROUND, CROSS_ROUND_COLUMNS, MEANS, MEASURES, ROUND_COLUMNS, CrossRound,
+                       cross_round_tables, SAMPLES_PER_GROUP, LayerBatch, Measure, batched_cavity_scores,
                        cavity_rows, measure, measure_batch, round_means, unit_measures)
-from .run import analysis_status, analyze_run, lagged_table, measure_rounds, probe_set, snapshot_measures
+from .run import TABLES, analysis_status, analyze_run, measure_rounds, probe_set, snapshot_measures
 
 __all__ = [
     "ANALYSIS_VERSION",
+    "CROSS_ROUND",
+    "CROSS_ROUND_COLUMNS",
+    "CrossRound",
+    "TABLES",
+    "cross_round_tables",
     "MEANS",
     "MEASURES",
+    "ROUND_COLUMNS",
     "SAMPLES_PER_GROUP",
     "LayerBatch",
     "Measure",
@@ -46,7 +53,6 @@ __all__ = [
     "analyze_run",
     "batched_cavity_scores",
     "cavity_rows",
-    "lagged_table",
     "measure",
     "measure_batch",
     "measure_rounds",

@@ -18,6 +18,10 @@ from ..data import Dataset
 from ..metrics import displacement_histogram, in_degree_histogram
 from ..runs import prunable_layers
 
+ALWAYS_DRAWN = ("localization.png", "kurtosis.png")
+"""The figures :func:`write_figures` draws for every run (the others depend on the run's layers, cavity
+rows and snapshots): an analysis without them has had no figures drawn."""
+
 
 def write_figures(cfg: RunConfig, ds: Dataset, states: list[dict[str, torch.Tensor]], units: pd.DataFrame,
                   rounds: pd.DataFrame, cavity: pd.DataFrame, out: Path, snapshots: pd.DataFrame | None = None) -> None:

@@ -17,20 +17,20 @@ import torch
 from ..config import RunConfig
 from ..data import Dataset, make_dataset
 from ..errors import TicketscopeError
-from ..metrics import lagged_coefficients
+from ..metrics import ExcessCavity
 from ..models import FCN, layer_index
 from ..provenance import provenance
 from ..device import resolve_device
 from ..runs import RunDir, checkpoints_digest, prunable_layers
 from ..seeding import derive_seed
-from .figures import write_figures
-from .measures import (ANALYSIS_VERSION, LayerBatch, band_auc_row, batched_cavity_scores, cavity_rows, measure,
-                       measure_batch, round_means, unit_measures)
+from .figures import ALWAYS_DRAWN, write_figures
+from .measures import (ANALYSIS_VERSION, CROSS_ROUND, ROUND_COLUMNS, cross_round_tables, LayerBatch, band_auc_row, batched_cavity_scores, cavity_rows,
+                       measure, measure_batch, round_means, unit_measures)
 
 log = logging.getLogger(__name__)
 BATCH_ELEMENTS = 2**23  # rounds measured together: about this many float64 at most per (n, units) or (units, D) array
 SNAPSHOT_MEASURES = ("ipr", "localization")  # of every first-layer unit at every weight snapshot
-TABLES = ("units", "rounds", "cavity", "lagged")
+TABLES = ("units", "rounds", "cavity", *(m.name for m in CROSS_ROUND))
 
 
 def probe_set(ds: Dataset, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -75,7 +75,8 @@ def analysis_status(run_dir: str | Path, n_probe: int = 4096) -> str | None:
 def analyze_run(run_dir: str | Path, n_probe: int = 4096, figures: bool = True, force: bool = False) -> Path:
     """Measure every completed round of the run in ``run_dir``; return the analysis folder.
 
-    A current analysis (:func:`analysis_status`) is returned as it is unless ``force``."""
+    A current analysis (:func:`analysis_status`) is kept as it is unless ``force``; with ``figures``, its
+    figures are drawn from the stored tables when they are missing (a sweep's worker analyzes without them)."""
     store = RunDir(run_dir).require()
     out = store.analysis_dir
     done = store.rounds()
@@ -84,6 +85,8 @@ def analyze_run(run_dir: str | Path, n_probe: int = 4096, figures: bool = True, 
             f"{store.path} has no completed round yet; run `ticketscope run` first")
     stale = _status(store, done, n_probe)
     if not force and stale is None:
+        if figures and not all((out / name).exists() for name in ALWAYS_DRAWN):
+            _draw_stored(store, done)
         return out
     if stale is not None and stale.startswith("analysis version"):
         log.warning("%s: recomputing: %s", store.path, stale)
@@ -95,8 +98,8 @@ def analyze_run(run_dir: str | Path, n_probe: int = 4096, figures: bool = True, 
     X, y = X[order].to(device), y[order].to(device)
     states = [store.load(s, "final.safetensors") for s in done]
     units_df, rounds_df, cavity_df = measure_rounds(cfg, ds, done, states, X, y)
-    tables = {name: store.write_analysis_table(name, table)
-              for name, table in zip(TABLES, (units_df, rounds_df, cavity_df, lagged_table(units_df)))}
+    computed = {"units": units_df, "rounds": rounds_df, "cavity": cavity_df, **cross_round_tables(units_df)}
+    tables = {name: store.write_analysis_table(name, computed[name]) for name in TABLES}
     snap_rounds = _snapshot_rounds(done)
     snaps = snapshot_measures(store, cfg, ds, snap_rounds, device) if snap_rounds else None
     if snaps is not None:
@@ -108,6 +111,16 @@ def analyze_run(run_dir: str | Path, n_probe: int = 4096, figures: bool = True, 
                                "torus": ds.torus, "tables": tables, "checkpoints": checkpoints_digest(done),
                                "provenance": provenance(device)})
     return out
+
+
+def _draw_stored(store: RunDir, done: list[dict[str, Any]]) -> None:
+    """The figures of a current analysis, from its stored tables and the run's checkpoints (nothing measured)."""
+    cfg = store.config()
+    tables = {name: store.analysis_table(name) for name in ("units", "rounds", "cavity")}
+    snaps = store.analysis_table("snapshots") if _snapshot_rounds(done) else None
+    states = [store.load(s, "final.safetensors") for s in done]
+    write_figures(cfg, make_dataset(cfg.data), states, tables["units"], tables["rounds"], tables["cavity"],
+                  store.analysis_dir, snaps)
 
 
 def measure_rounds(cfg: RunConfig, ds: Dataset, done: list[dict[str, Any]], states: list[dict[str, torch.Tensor]],
@@ -150,26 +163,27 @@ def measure_rounds(cfg: RunConfig, ds: Dataset, done: list[dict[str, Any]], stat
             scored = [r for r in idx if r + 1 < R]  # the rounds with a next pruning step
             if not scored:
                 continue
-            scores = batched_cavity_scores(W[:len(scored)], x if x.dim() == 2 else x[:len(scored)], y, C)
+            scores = batched_cavity_scores(W[:len(scored)], x if x.dim() == 2 else x[:len(scored)], y, C,
+                                           [derive_seed(cfg.seed, "ng-null", r, name) for r in scored])
             for b, r in enumerate(scored):
                 masks = (states[r][f"{name}.mask"].to(X.device), states[r + 1][f"{name}.mask"].to(X.device))
-                stats, samples[r, name] = cavity_rows(r, name, scores[b], W[b], *masks, derive_seed(cfg.seed, "cavity", r))
+                step = ExcessCavity(scores.raw[b], scores.null[b], scores.excess[b])
+                stats, samples[r, name] = cavity_rows(r, name, step, W[b], *masks, derive_seed(cfg.seed, "cavity", r))
                 rows[r, name].update(stats)
                 if r + 2 < R:  # the survivors of this step have a next one: does today's score predict it?
-                    rows[r, name].update(band_auc_row(scores[b], W[b], masks[1], states[r + 2][f"{name}.mask"]))
+                    rows[r, name].update(band_auc_row(step.raw, W[b], masks[1], states[r + 2][f"{name}.mask"]))
     keys = [(r, name) for r in range(R) for name in layers]
     cavity = (_concat([samples[k] for k in keys if k in samples]) if samples
               else pd.DataFrame(columns=["round", "layer", "group", "score"]))
-    return _concat([units[k] for k in keys]), pd.DataFrame([rows[k] for k in keys]), cavity
+    return _concat([units[k] for k in keys]), _every_column(pd.DataFrame([rows[k] for k in keys])), cavity
 
 
-def lagged_table(units: pd.DataFrame) -> pd.DataFrame:
-    """One row per layer of ``units.parquet``'s layers (in their order): the lead and reverse coefficients of
-    :func:`ticketscope.metrics.lagged_coefficients` on excess non-Gaussianity (``ng_excess``) and localization,
-    with the pairs used and dropped (every pair of a layer without localization, i.e. beyond the first)."""
-    rows = [{"layer": layer, **vars(lagged_coefficients(group, ng="ng_excess", loc="localization"))}
-            for layer, group in units.groupby("layer", sort=False)]
-    return pd.DataFrame(rows, columns=["layer", "lead", "reverse", "n_pairs", "n_dropped"])
+def _every_column(rounds: pd.DataFrame) -> pd.DataFrame:
+    """The rounds table with every column of :data:`ROUND_COLUMNS`: a run too short for a measure (the cavity
+    analysis needs a next pruning step, the magnitude-band AUC one more) gets its columns as NaN, after the
+    others, in the order a longer run has them; a run long enough for all of them is unchanged."""
+    missing = [c for c in ROUND_COLUMNS if c not in rounds.columns]
+    return rounds.assign(**{c: np.nan for c in missing}) if missing else rounds
 
 
 def _batch_inputs(xs: list[torch.Tensor]) -> torch.Tensor:

@@ -48,11 +48,12 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from numbers import Integral, Real
+from typing import TYPE_CHECKING
 
 import torch
 
 from ..seeding import derive_seed
-from .base import Dataset
+from .base import Capabilities, Dataset
 from .stream import (
     LATEST,
     VERSIONS,
@@ -62,6 +63,9 @@ from .stream import (
     numpy_noise,
     torch_noise,
 )
+
+if TYPE_CHECKING:
+    from ..config import DataConfig
 
 
 def gamma(gain: float) -> float:
@@ -153,6 +157,55 @@ def symmetric_sqrt(cov: torch.Tensor) -> torch.Tensor:
     return (vec * lam.clamp_min(0).sqrt()) @ vec.T
 
 
+def circulant_sampler(L: int, dim: int, kernels: Sequence[torch.Tensor], scale: float = 1.0) -> TorusSampler:
+    """Version 2's torus sampler of the (block-)circulant covariances whose first rows are ``kernels``
+    (one per class, each shaped as the grid), times ``scale``."""
+    return TorusSampler(L, dim, [torch.fft.fftn(k).real for k in kernels], scale)
+
+
+def dense_sampler(covariances: Sequence[torch.Tensor], scale: float = 1.0) -> LinearSampler:
+    """Version 2's sampler of N(0, Cov_c) (times ``scale``) from each class's dense (D, D) covariance: its
+    eigenbasis, scaled by the square roots of its eigenvalues clipped at 0."""
+    bases, scales = [], []
+    for cov in covariances:
+        lam, vec = torch.linalg.eigh(cov)
+        bases.append(vec)
+        scales.append(lam.clamp_min(0).sqrt())
+    return LinearSampler((len(bases[0]),), bases, scale * torch.stack(scales))
+
+
+def field_sampler(L: int, dim: int, xis: Sequence[float], torus: bool, ridge: float,
+                  scale: float = 1.0) -> TorusSampler | LinearSampler:
+    """Version 2's sampler of the Gaussian field of each class (correlation length ``xis[c]``) times
+    ``scale``: the correlation R of :func:`field_correlation`, from Fourier noise on the torus, else
+    (C1 (x) C1 + r I) / (1 + r), diagonal in the eigenbasis of C1 (x) C1, from C1's eigenbasis applied
+    along each axis."""
+    if torus:
+        return circulant_sampler(L, dim, [torus_kernel(L, dim, xi, ridge) for xi in xis], scale)
+    bases, scales = [], []
+    for xi in xis:
+        lam, vec = torch.linalg.eigh(field_covariance_1d(L, xi, torus=False))
+        lam = lam if dim == 1 else torch.outer(lam, lam)
+        bases.append(vec)
+        scales.append(((lam + ridge) / (1 + ridge)).clamp_min(0).sqrt())
+    return LinearSampler((L,) * dim, bases, scale * torch.stack(scales))
+
+
+def erf_excess_kurtosis(gain: float) -> float:
+    """Excess kurtosis of the NLGP pixel erf(g z / sqrt 2) / sqrt(gamma(g)), z ~ N(0, 1):
+    E[erf(g z / sqrt 2)^4] / gamma(g)^2 - 3, the fourth moment by adaptive 1D quadrature (scipy's
+    QUADPACK, absolute error ~1e-13; split where the erf turns, at |z| ~ 1/g). It falls from 0 (g -> 0)
+    to -2 (g -> infinity, a sign)."""
+    from scipy import integrate, special
+
+    a = gain / math.sqrt(2)
+    f = lambda z: special.erf(a * z) ** 4 * math.exp(-z * z / 2) / math.sqrt(2 * math.pi)  # noqa: E731
+    knee = min(8.0, 8.0 / a)
+    m4 = 2 * (integrate.quad(f, 0, knee, epsabs=1e-14, epsrel=1e-13, limit=200)[0]
+              + integrate.quad(f, knee, math.inf, epsabs=1e-14, epsrel=1e-13, limit=200)[0])
+    return m4 / gamma(gain) ** 2 - 3
+
+
 def _check(ok: bool, name: str, valid: str, value: object) -> None:
     if not ok:
         raise ValueError(f"NLGPTask: {name} must be {valid}, got {value!r}")
@@ -208,6 +261,18 @@ class NLGPTask(Dataset):
         return (f"NLGPTask(L={self.L}, dim={self.dim}, xis={self.xis}, gain={self.gain:g}, "
                 f"gaussian_clone={self.gaussian_clone}, torus={self.torus}, ridge={self.ridge:g}, stream={self.stream})")
 
+    @classmethod
+    def capabilities(cls, cfg: DataConfig) -> Capabilities:
+        """An infinite stream (both versions) on the torus or not, with an analytic covariance and its
+        own exact clone; one class per correlation length."""
+        return Capabilities(infinite=True, torus=cfg.torus, analytic_covariance=True, natural_clone=True,
+                            num_classes=len(cfg.xis), streams=VERSIONS)
+
+    def marginal_excess_kurtosis(self, n: int = 8192, seed: int = 0) -> float:
+        """Analytic: :func:`erf_excess_kurtosis` of the gain (from 0 at g -> 0 to -2 at g -> infinity);
+        0 for the clone. ``n`` and ``seed`` are not used."""
+        return 0.0 if self.gaussian_clone else erf_excess_kurtosis(self.gain)
+
     def field_correlation(self, label: int) -> torch.Tensor:
         """The (D, D) float64 correlation R of class ``label``'s Gaussian field z."""
         _check(0 <= label < self.num_classes, "label", f"in 0 .. {self.num_classes - 1}", label)
@@ -242,28 +307,14 @@ class NLGPTask(Dataset):
         class c's items are Q_c (S_c * w), Q_c the eigenbasis of the 1D kernel C1 (applied along both
         axes in 2D) or, for the clone, of the dense covariance (:class:`LinearSampler`)."""
         if self._gaussian is None:
-            scale = 1.0 if self.gaussian_clone else self.gain / math.sqrt(2)
-            if self.torus:
-                spectra = []
-                for xi in self.xis:
-                    k = torus_kernel(self.L, self.dim, xi, self.ridge)
-                    spectra.append(torch.fft.fftn(nlgp_covariance(k, self.gain) if self.gaussian_clone else k).real)
-                self._gaussian = TorusSampler(self.L, self.dim, spectra, scale)
-            elif self.gaussian_clone:  # the arcsin breaks the Kronecker structure: dense eigenbasis
-                bases, scales = [], []
-                for c in range(self.num_classes):
-                    lam, vec = torch.linalg.eigh(self.covariance(c))
-                    bases.append(vec)
-                    scales.append(lam.clamp_min(0).sqrt())
-                self._gaussian = LinearSampler((self.input_dim,), bases, torch.stack(scales))
-            else:  # (C1 (x) C1 + r I) / (1 + r) is diagonal in the eigenbasis of C1 (x) C1
-                bases, scales = [], []
-                for xi in self.xis:
-                    lam, vec = torch.linalg.eigh(field_covariance_1d(self.L, xi, torus=False))
-                    lam = lam if self.dim == 1 else torch.outer(lam, lam)
-                    bases.append(vec)
-                    scales.append(((lam + self.ridge) / (1 + self.ridge)).clamp_min(0).sqrt())
-                self._gaussian = LinearSampler(self.input_shape, bases, scale * torch.stack(scales))
+            if not self.gaussian_clone:
+                self._gaussian = field_sampler(self.L, self.dim, self.xis, self.torus, self.ridge,
+                                               self.gain / math.sqrt(2))
+            elif self.torus:
+                kernels = [nlgp_covariance(torus_kernel(self.L, self.dim, xi, self.ridge), self.gain) for xi in self.xis]
+                self._gaussian = circulant_sampler(self.L, self.dim, kernels)
+            else:  # the arcsin breaks the Kronecker structure: dense eigenbasis
+                self._gaussian = dense_sampler([self.covariance(c) for c in range(self.num_classes)])
         return self._gaussian
 
     def _transform_v1(self, noise: torch.Tensor, labels: torch.Tensor, out: torch.Tensor) -> None:

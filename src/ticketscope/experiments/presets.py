@@ -25,8 +25,10 @@ def preset_path(name: str) -> Path:
 
 
 def preset_summary(name: str) -> str:
-    """``N runs; budget`` then the description, for `ticketscope presets`."""
+    """``N runs; budget``, the description, then the registered claims, for `ticketscope presets`."""
     from .sweep import load_sweep
 
     sweep = load_sweep(preset_path(name))
-    return f"{len(sweep.points())} runs; {sweep.budget or 'budget not measured'}\n    {sweep.description}"
+    registered = ", ".join(c.id for c in sweep.claims) or "none (every testable claim is confirmatory)"
+    return (f"{len(sweep.points())} runs; {sweep.budget or 'budget not measured'}\n    {sweep.description}\n"
+            f"    registered claims: {registered}")

@@ -1,21 +1,33 @@
-"""Verdict statistics of the claims report: paired or Welch effects, Holm correction, three-way verdicts.
+"""Outcome statistics of the claims report: paired or Welch effects, Holm correction, five outcomes, margins.
 
 A claim compares two arms A and B (one value per seed each) and predicts the sign of the effect
 E = mean(A - B). Arms that share a seed (same initialization, same round 0, same data stream)
 are *paired*: E is the mean per-seed difference over the seeds both arms have, with the 95%
 Student-t interval of a paired t test. Arms that share nothing get Welch's unequal-variance test.
 
-Verdict, with delta the claim's smallest effect of interest and p_adj the Holm-Bonferroni
-adjusted p value of H0: E = 0 across every row of one report (Holm 1979):
+Two tests decide an outcome (Lakens 2017; Lakens, Scheel & Isager 2018), with delta the claim's
+smallest effect of interest and both p values Holm-Bonferroni adjusted (Holm 1979) over the
+report's *registered family* of confirmatory rows:
 
-* **supported**     p_adj < alpha and E has the predicted sign;
-* **contradicted**  p_adj < alpha and E has the other sign, or the equivalence test rejects
-  |E| >= delta (two one-sided t tests, their larger p value, Holm-adjusted across the rows too):
-  the effect is smaller than anything the claim cares about;
-* **inconclusive**  otherwise, with the number of seeds the observed spread would need;
-* **not tested**    fewer than two paired seeds (two per arm for Welch).
+* the test of difference, H0: E = 0 (two-sided, p_adj): *significant* when p_adj < alpha;
+* the equivalence test, H0: |E| >= delta (two one-sided t tests, their larger p, p_eq_adj):
+  *equivalent* when p_eq_adj < alpha, i.e. the effect is shown smaller than anything the claim cares about.
 
-Since p_adj >= p, a supported or sign-contradicted row always has a 95% interval beyond zero.
+:data:`OUTCOMES`, as stable keywords:
+
+* ``supported``             significant with the predicted sign, not shown smaller than delta;
+* ``supported-negligible``  significant with the predicted sign, and shown smaller than delta;
+* ``absent``                shown smaller than delta, not significant;
+* ``opposite``              significant against the predicted sign;
+* ``inconclusive``          neither significant nor equivalent (with the seeds the observed spread would need).
+
+Since p_adj >= p, a significant row always has a 95% interval beyond zero. A row that cannot be
+judged (fewer than two paired seeds, an arm the sweep lacks, arms identical by design) has no outcome.
+
+The *margin* of an outcome (:func:`margin`) is how far, in standard errors, the estimate must move,
+with its spread and the family's other rows held (Holm recomputed), for the outcome to change; a margin under
+:data:`FRAGILE` is *fragile*: per-seed values on another CPU behave like a fresh draw and have moved
+estimates by 1.3 standard errors.
 """
 
 from __future__ import annotations
@@ -34,7 +46,7 @@ MAX_SEEDS = 10_000  # "seeds needed" is reported as more than this when the effe
 
 @dataclass(frozen=True)
 class Effect:
-    """E = mean(A - B) with its interval and the two p values a verdict needs."""
+    """E = mean(A - B) with its interval and the two p values an outcome needs."""
 
     test: str  # "paired t" | "Welch t" | "one-sample t" | "slope t"
     estimate: float
@@ -47,6 +59,7 @@ class Effect:
     n_a: int
     n_b: int
     seeds: tuple[int, ...]  # the seeds used (paired: common seeds; Welch: union)
+    se: float = 0.0  # standard error of the estimate
 
 
 def _effect(test: str, estimate: float, se: float, dof: float, delta: float, sd: float,
@@ -54,12 +67,12 @@ def _effect(test: str, estimate: float, se: float, dof: float, delta: float, sd:
     if se == 0:  # no spread at all: the sign (or zero) is certain
         p = 0.0 if estimate != 0 else 1.0
         p_eq = 0.0 if abs(estimate) < delta else 1.0
-        return Effect(test, estimate, estimate, estimate, p, p_eq, sd, dof, n_a, n_b, seeds)
+        return Effect(test, estimate, estimate, estimate, p, p_eq, sd, dof, n_a, n_b, seeds, 0.0)
     half = float(stats.t.ppf(1 - ALPHA / 2, dof)) * se
     p = float(2 * stats.t.sf(abs(estimate) / se, dof))
     # TOST: H0a: E <= -delta and H0b: E >= delta; both rejected means |E| < delta
     p_eq = max(float(stats.t.sf((estimate + delta) / se, dof)), float(stats.t.cdf((estimate - delta) / se, dof)))
-    return Effect(test, estimate, estimate - half, estimate + half, p, p_eq, sd, dof, n_a, n_b, seeds)
+    return Effect(test, estimate, estimate - half, estimate + half, p, p_eq, sd, dof, n_a, n_b, seeds, se)
 
 
 def one_sample(x: pd.Series, delta: float, test: str = "one-sample t") -> Effect | None:
@@ -140,15 +153,64 @@ def seeds_needed(effect: Effect, delta: float, m: int = 1) -> int:
     return n
 
 
-def verdict(effect: Effect | None, direction: int, p_adj: float, p_eq_adj: float) -> str:
-    """supported | contradicted | inconclusive | not tested, by the rule of the module docstring.
+OUTCOMES = ("supported", "supported-negligible", "absent", "opposite", "inconclusive")
+FRAGILE = 2.0  # margins (in standard errors) below this are marked fragile
 
-    ``direction`` is +1 when the claim predicts E > 0 and -1 when it predicts E < 0.
-    """
-    if effect is None:
-        return "not tested"
-    if p_adj < ALPHA and effect.estimate != 0:
-        return "supported" if np.sign(effect.estimate) == direction else "contradicted"
-    if p_eq_adj < ALPHA:
-        return "contradicted"
-    return "inconclusive"
+
+def outcome(effect: Effect, direction: int, p_adj: float, p_eq_adj: float) -> str:
+    """One of :data:`OUTCOMES` by the rule of the module docstring; ``direction`` is +1 when the claim
+    predicts E > 0 and -1 when it predicts E < 0."""
+    significant = p_adj < ALPHA and effect.estimate != 0
+    equivalent = p_eq_adj < ALPHA
+    if significant:
+        if np.sign(effect.estimate) != direction:
+            return "opposite"
+        return "supported-negligible" if equivalent else "supported"
+    return "absent" if equivalent else "inconclusive"
+
+
+def critical_level(p: Sequence[float], i: int) -> float:
+    """The largest raw p of row ``i`` at which its Holm-adjusted p stays below :data:`ALPHA`, every other row's p
+    held (0.0 when no p makes it significant). Holm's adjusted p is non-decreasing in each raw p, so the row is
+    significant exactly when its p is below this level (found by bisection to float precision)."""
+    q = np.asarray(p, dtype=float).copy()
+
+    def adjusted(x: float) -> float:
+        q[i] = x
+        return float(holm(q)[i])
+
+    if adjusted(0.0) >= ALPHA:
+        return 0.0
+    lo, hi = 0.0, ALPHA
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if adjusted(mid) < ALPHA else (lo, mid)
+    return lo
+
+
+def margin(effect: Effect, direction: int, delta: float, level: float, eq_level: float) -> float:
+    """Standard errors the estimate must move, its spread and dof and every other row of the family held, for its
+    outcome to change (inf when no move does, or when se = 0).
+
+    ``level`` and ``eq_level`` are the row's :func:`critical_level` in the family's p values and equivalence p
+    values. With z = E / se the row is significant where |z| > t_s (t_s the two-sided critical t at ``level``)
+    and equivalent where |z| < delta / se - t_e (t_e the one-sided critical t at ``eq_level``); the outcome
+    (:func:`outcome`) is constant between these boundaries, and the margin is the distance from z to the nearest
+    boundary whose crossing changes it (an opposite row stays opposite when it also turns equivalent)."""
+    if effect.se == 0 or not math.isfinite(effect.se):
+        return math.inf
+    t_s = float(stats.t.isf(level / 2, effect.dof)) if level > 0 else math.inf
+    t_e = float(stats.t.isf(eq_level, effect.dof)) if eq_level > 0 else math.inf
+    room = delta / effect.se - t_e
+
+    def at(z: float) -> str:
+        sig, eq = abs(z) > t_s and z != 0, abs(z) < room
+        if sig:
+            return "opposite" if np.sign(z) != direction else ("supported-negligible" if eq else "supported")
+        return "absent" if eq else "inconclusive"
+
+    z = effect.estimate / effect.se
+    bounds = ([t_s, -t_s] if math.isfinite(t_s) else []) + ([room, -room] if room > 0 else [])
+    eps = 1e-9 * max([1.0, *(abs(b) for b in bounds)])
+    changes = [b for b in bounds if at(b - eps) != at(b + eps)]
+    return float(min((abs(z - b) for b in changes), default=math.inf))

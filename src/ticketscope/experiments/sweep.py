@@ -42,6 +42,7 @@ from ..io import atomic_write_text, file_lock, wait_unlocked, write_json, write_
 from ..progress import point_progress
 from ..runs import sweep_run_dir, sweep_run_name
 from .executors import EXECUTORS, Job, Outcome, Task, execute_task
+from .report.claims import family
 from .spec import Sweep, SweepPoint, load_sweep
 
 __all__ = ["Outcome", "Sweep", "SweepPoint", "load_sweep", "run_sweep", "sweep_runs", "time_spent"]
@@ -155,6 +156,7 @@ def run_sweep(sweep: Sweep, out_dir: str | Path, executor: str = "local", worker
     if not gpus_per_task > 0:
         raise TicketscopeError(f"gpus_per_task must be > 0, got {gpus_per_task}")
     task_timeout_s = _task_timeout(task_timeout_s)
+    family(sweep.claims)  # an unknown registered claim is refused before anything trains
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     with file_lock(out / SWEEP_LOCK):

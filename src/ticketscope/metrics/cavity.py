@@ -28,6 +28,7 @@ import torch
 
 from ..seeding import generator
 from .moments import nongaussianity, pool_classes
+from .nulls import Seeds, row_shuffles
 
 Kind = Literal["kurtosis", "nongaussianity"]
 
@@ -123,6 +124,61 @@ def class_cavity_scores(W: torch.Tensor, X: torch.Tensor, y: torch.Tensor, num_c
         after.append(nongaussianity(kappa_removed))
     counts = counts.to(W.device)
     return pool_classes(torch.stack(after), counts) - pool_classes(torch.stack(before), counts)[:, None]
+
+
+@dataclass(frozen=True)
+class ExcessCavity:
+    """Per-class cavity scores against the same weight values at random positions in the same unit."""
+
+    raw: torch.Tensor  # (..., K, D) class_cavity_scores of W
+    null: torch.Tensor  # (..., K, D) mean over shuffles of the score w_ij's value gets where the shuffle puts it
+    excess: torch.Tensor  # raw - null; NaN where either is
+
+
+def excess_cavity_scores(W: torch.Tensor, X: torch.Tensor, y: torch.Tensor | None = None, num_classes: int | None = None,
+                         shuffles: int = 8, seed: Seeds = 0, chunk_size: int = 8192) -> ExcessCavity:
+    """The excess cavity score of every weight: its per-class score (:func:`class_cavity_scores`) minus the mean
+    score of the same weight value at random positions in the same unit.
+
+    Shuffle s permutes each row of W over all its D inputs (pruned zeros included), exactly as the sparsity-matched
+    non-Gaussianity null does (:func:`~ticketscope.metrics.nongaussianity_null`,
+    :func:`~ticketscope.metrics.row_shuffles`, 8 seeded shuffles): the value w_ij lands at input pi_s(j) of a unit
+    holding the same values, and its null is the mean over s of the score it has there (a NaN score there, e.g.
+    on a constant input, is left out of the mean; NaN if every shuffle gives NaN). The null shares the mechanism
+    of sparsity: removing a small weight raises a unit's |kappa - 3| through its IPR whatever the weights'
+    positions (i.i.d. +-1 inputs: kappa = 3 - 2 IPR(w), permutation invariant, so the excess is exactly 0 on
+    inputs whose columns are exchangeable, as a full factorial design of i.i.d. pixels makes them); what remains
+    is what the weights' positions on these inputs add. Pruned weights score 0 in both (excess 0).
+
+    W: (K, D), or a batch (B, K, D) with X (n, D) shared or (B, n, D) each its own and ``seed`` an int or one per
+    layer (a sequence of B: layer b gets the shuffles of its unbatched call with ``seed[b]``, as the other nulls).
+    ``y``: the classes of X's rows (None: one class, the mixture form). One :func:`class_cavity_scores` call (its
+    four GEMMs) for every unit of the batch per shuffle, plus one for W; no per-weight loop.
+    """
+    if W.dim() not in (2, 3):
+        raise ValueError(f"need W (K, D) or (B, K, D), got {tuple(W.shape)}")
+    n = X.shape[-2]
+    y = torch.zeros(n, dtype=torch.int64, device=X.device) if y is None else y
+    C = int(y.max()) + 1 if num_classes is None else num_classes
+
+    def score(V: torch.Tensor) -> torch.Tensor:
+        if V.dim() == 2:
+            return class_cavity_scores(V, X, y, C, chunk_size)
+        if X.dim() == 2:
+            return class_cavity_scores(V.flatten(0, 1), X, y, C, chunk_size).view(V.shape)
+        return torch.stack([class_cavity_scores(v, x, y, C, chunk_size) for v, x in zip(V, X)])
+
+    raw = score(W)
+    index = torch.arange(W.shape[-1], dtype=torch.float64, device=W.device).expand(W.shape)
+    total = torch.zeros_like(raw)
+    count = torch.zeros_like(raw)
+    for perm in row_shuffles(index, shuffles, seed, "excess_cavity_scores"):
+        perm = perm.long()  # shuffled[..., k] = W[..., perm[k]]: value j lands at k where perm[k] = j
+        s = score(W.gather(-1, perm))
+        total.scatter_add_(-1, perm, s.nan_to_num())
+        count.scatter_add_(-1, perm, s.isfinite().double())
+    null = torch.where(count > 0, total / count, torch.nan)
+    return ExcessCavity(raw=raw, null=null, excess=raw - null)
 
 
 def _kurtosis_with_and_without(W: torch.Tensor, X: torch.Tensor, chunk_size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -229,6 +285,71 @@ def magnitude_band_auc(scores: torch.Tensor, weights: torch.Tensor, mask_now: to
     usable = [a for a in per_bin if not math.isnan(a)]
     return BandAUC(auc=sum(usable) / len(usable) if usable else math.nan, bins=len(usable), candidates=len(s),
                    removed=int(removed.sum()), undefined=int((~finite).sum()))
+
+
+@dataclass(frozen=True)
+class MatchedAUC:
+    """How well a score predicts the next removal between weights of neighbouring |w| rank (one pruning step)."""
+
+    auc: float  # sum over strata of U / sum over strata of n1 n0; 0.5: nothing beyond magnitude; NaN: no comparison
+    se: float  # its standard error, strata as independent clusters (see matched_band_auc)
+    comparisons: int  # (removed, kept) pairs compared, all within a stratum: sum of n1 n0
+    strata: int  # strata holding both a removed and a kept weight
+    candidates: int  # surviving weights with a finite score
+    removed: int  # of them, removed next
+    undefined: int  # surviving weights left out for a NaN score
+
+
+def matched_band_auc(scores: torch.Tensor, weights: torch.Tensor, mask_now: torch.Tensor, mask_next: torch.Tensor,
+                     stratum: int = 2) -> MatchedAUC:
+    """The AUC of ``scores`` for a surviving weight (``mask_now``) being removed next (not in ``mask_next``), comparing
+    only weights of neighbouring |w| rank: the survivors with a finite score, sorted by |w| (ties by position), are
+    cut into strata of ``stratum`` consecutive ranks (2: matched pairs of adjacent ranks; the last stratum may be
+    smaller), and
+
+        AUC = sum_k U_k / sum_k n1_k n0_k,
+
+    U_k the Mann-Whitney U of stratum k's removed weights over its kept ones (ties one half): every
+    (removed, kept) comparison within a stratum counts once (a stratified rank test; at ``stratum=2`` it is the
+    matched-pair concordance over the discordant pairs, the nonparametric form of a conditional logistic model).
+
+    Why: :func:`magnitude_band_auc` compares weights within |w| deciles, where |w| still varies by a tenth of the
+    ranks; the next removal depends steeply on |w|, so a score that depends on |w| alone (as the cavity score does
+    through IPR) leaks into it and lifts the AUC off 0.5. Within a pair of adjacent ranks |w| differs by one rank
+    gap, so the leak shrinks with the number of survivors (tested on planted data: a score depending on |w| only
+    gives 0.5 here where the decile AUC does not). Call it per pruning step and judge the steps as a curve or by
+    phase, never as one mean over a rise and a fall.
+
+    ``se``: with a_k = U_k / (n1_k n0_k) and c_k = n1_k n0_k, sqrt(sum_k c_k^2 (a_k - AUC)^2) / sum_k c_k (strata
+    as independent clusters; at ``stratum=2``, the sd of the pair outcomes over sqrt of their count). Survivors
+    with a NaN score (dead unit, removal leaving its unit constant) are left out and counted.
+    """
+    if stratum < 2:
+        raise ValueError(f"stratum must be >= 2 ranks, got {stratum}")
+    mask_now, mask_next = mask_now.bool(), mask_next.bool()
+    if (mask_next & ~mask_now).any():
+        raise ValueError("mask_next revives weights pruned in mask_now: pruned weights never come back")
+    s, w, removed = scores[mask_now].double(), weights[mask_now].abs().double(), ~mask_next[mask_now]
+    finite = s.isfinite()
+    s, w, removed = s[finite], w[finite], removed[finite]
+    n = len(s)
+    order = w.argsort(stable=True)
+    groups = -(-n // stratum)
+    pad = groups * stratum - n
+    valid = torch.cat([torch.ones(n, dtype=torch.bool, device=s.device), torch.zeros(pad, dtype=torch.bool, device=s.device)])
+    S = torch.cat([s[order], s.new_zeros(pad)]).view(groups, stratum)
+    R = torch.cat([removed[order], removed.new_zeros(pad)]).view(groups, stratum)
+    V = valid.view(groups, stratum)
+    pos, neg = (R & V).double(), (~R & V).double()
+    wins = (S[:, :, None] > S[:, None, :]).double() + 0.5 * (S[:, :, None] == S[:, None, :]).double()
+    U = (wins * pos[:, :, None] * neg[:, None, :]).sum((1, 2))
+    c = pos.sum(1) * neg.sum(1)
+    total = c.sum().item()
+    auc_value = U.sum().item() / total if total else math.nan
+    used = c > 0
+    se = (c[used] * (U[used] / c[used] - auc_value)).square().sum().sqrt().item() / total if total else math.nan
+    return MatchedAUC(auc=auc_value, se=se, comparisons=int(total), strata=int(used.sum()), candidates=n,
+                      removed=int(removed.sum()), undefined=int((~finite).sum()))
 
 
 def _chunks(X: torch.Tensor, chunk_size: int, device: torch.device) -> Iterator[torch.Tensor]:

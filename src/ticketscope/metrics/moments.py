@@ -1,9 +1,14 @@
-"""Kurtosis of pre-activations, over the whole probe set and per class.
+"""Kurtosis of pre-activations, over the whole probe set and per class, signed and unsigned.
 
 ``H`` is (n, K): n probe inputs, one unit per column (h_i = w_i . x, bias excluded). Moments are
 population moments accumulated in float64, and results are float64 on H's device. A column
 that is constant (over the set, or over a class) has no kurtosis: NaN. Constancy is tested
 exactly (max == min), not by a variance threshold.
+
+Non-Gaussianity has a sign: a sub-Gaussian unit (kappa < 3, e.g. one that reads a few near-binary
+pixels) and a super-Gaussian one (kappa > 3, heavy tails) can have the same |kappa - 3|. Hence both the
+signed excess kurtosis kappa - 3 (``excess_*``) and its magnitude (``ng_*``), each per class and pooled,
+and both in the sparsity-matched null of :func:`nongaussianity_null`.
 """
 
 from __future__ import annotations
@@ -19,17 +24,40 @@ BLOCK_ELEMENTS = 2**17  # float64 elements (1 MiB) per temporary: moments are re
 
 @dataclass(frozen=True)
 class ClassKurtosis:
-    """Kurtosis per class, pooled over classes, and over the whole set (all excess or all not)."""
+    """Kurtosis per class, pooled over classes, and over the whole set (all excess or all not, as ``excess``
+    says); the ``excess_*`` and ``ng_*`` properties are the signed kappa - 3 and |kappa - 3| either way."""
 
     per_class: torch.Tensor  # (C, K); NaN rows for classes absent from y
     pooled: torch.Tensor  # (K,): sum_c f_c kappa_c / sum_c f_c over classes with finite kappa_c, f_c = n_c / n
     overall: torch.Tensor  # (K,): kurtosis of the whole set (a class mixture is non-Gaussian by itself)
     class_counts: torch.Tensor  # (C,) int64: n_c
+    excess: bool = False  # whether the three tensors above hold kappa - 3 (class_kurtosis(excess=True)) or kappa
+
+    @property
+    def excess_per_class(self) -> torch.Tensor:
+        """(C, K) signed excess kurtosis kappa_c - 3: < 0 sub-Gaussian (light tails, bimodal), > 0 super-Gaussian."""
+        return self.per_class if self.excess else self.per_class - 3
+
+    @property
+    def excess_pooled(self) -> torch.Tensor:
+        """(K,) signed kappa_c - 3 pooled like ``pooled`` (it is ``pooled - 3`` for kappa): classes of opposite
+        signs cancel here, so read it beside ``ng_pooled``."""
+        return pool_classes(self.excess_per_class, self.class_counts)
+
+    @property
+    def excess_overall(self) -> torch.Tensor:
+        """(K,) signed excess kurtosis of the whole set."""
+        return self.overall if self.excess else self.overall - 3
+
+    @property
+    def ng_per_class(self) -> torch.Tensor:
+        """(C, K) |kappa_c - 3|."""
+        return self.excess_per_class.abs()
 
     @property
     def ng_pooled(self) -> torch.Tensor:
         """(K,) |kappa_c - 3| pooled like ``pooled``: a sub- and a super-Gaussian class never cancel."""
-        return pool_classes(nongaussianity(self.per_class), self.class_counts)
+        return pool_classes(self.ng_per_class, self.class_counts)
 
 
 def preactivations(W: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
@@ -63,7 +91,7 @@ def class_kurtosis(H: torch.Tensor, y: torch.Tensor, num_classes: int | None = N
     C = int(y.max()) + 1 if num_classes is None else num_classes
     per_class = _grouped_kurtosis(H, y, C, excess)
     counts = torch.bincount(y, minlength=C)
-    return ClassKurtosis(per_class, pool_classes(per_class, counts), kurtosis(H, excess), counts)
+    return ClassKurtosis(per_class, pool_classes(per_class, counts), kurtosis(H, excess), counts, excess)
 
 
 def pool_classes(values: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
@@ -79,20 +107,24 @@ def nongaussianity(kappa: torch.Tensor) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class NongaussianityNull:
-    """Sparsity-matched null of |kappa - 3|: mean over shuffles of the same weights at random positions."""
+    """Sparsity-matched null of |kappa - 3| and of the signed kappa - 3: means over shuffles of the same
+    weights at random positions."""
 
     per_class: torch.Tensor  # (C, K) mean over shuffles of |kappa_c - 3|
     pooled: torch.Tensor  # (K,) mean over shuffles of the class-pooled |kappa_c - 3|
+    excess_per_class: torch.Tensor  # (C, K) mean over shuffles of the signed kappa_c - 3
+    excess_pooled: torch.Tensor  # (K,) mean over shuffles of the class-pooled signed kappa_c - 3
 
 
 def nongaussianity_null(W: torch.Tensor, X: torch.Tensor, y: torch.Tensor, num_classes: int | None = None,
                         shuffles: int = 8, seed: Seeds = 0) -> NongaussianityNull:
-    """|kappa - 3| of h = x . pi_s(w) for the same surviving weight values at random positions.
+    """|kappa - 3| and kappa - 3 of h = x . pi_s(w) for the same surviving weight values at random positions.
 
     pi_1 .. pi_shuffles are seeded permutations of each row of W (K, D) over its D inputs, as for the
     localization null; X (n, D) are the probe inputs and y their classes. Sparsity alone raises
     |kappa - 3| (i.i.d. +-1 inputs: kappa = 3 - 2 IPR(w), permutation invariant), so the *excess*
-    ``ng_pooled - null.pooled`` is what the input statistics and the weights' positions add.
+    ``ng_pooled - null.pooled`` is what the input statistics and the weights' positions add; for the signed
+    excess kurtosis, ``excess_pooled - null.excess_pooled`` (its sign: which way the positions push).
     A batch W (B, K, D) takes X as :func:`preactivations` does and one seed per layer (a sequence of
     B: layer b gets the shuffles of its unbatched call with ``seed[b]``); results are then (C, B, K), (B, K).
     """
@@ -103,8 +135,11 @@ def nongaussianity_null(W: torch.Tensor, X: torch.Tensor, y: torch.Tensor, num_c
     else:  # every layer its own inputs
         kappa = torch.stack([_projected_kurtosis(V[:, b].reshape(-1, D), x, y, C).reshape(C, shuffles, -1)
                              for b, x in enumerate(X)], 2)
-    ng = nongaussianity(kappa)  # (C, shuffles, ..., K)
-    return NongaussianityNull(ng.mean(1), pool_classes(ng, torch.bincount(y, minlength=C)).mean(0))
+    counts = torch.bincount(y, minlength=C)
+    signed = kappa - 3  # (C, shuffles, ..., K)
+    ng = signed.abs()
+    return NongaussianityNull(ng.mean(1), pool_classes(ng, counts).mean(0), signed.mean(1),
+                              pool_classes(signed, counts).mean(0))
 
 
 def _projected_kurtosis(W: torch.Tensor, X: torch.Tensor, y: torch.Tensor, groups: int) -> torch.Tensor:

@@ -6,15 +6,18 @@ Figures read only files: the joined table, each run's stored analysis and its ch
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 from typing import Any
 
+import matplotlib.ticker
 import pandas as pd
 
 from ... import plots
 from ...analysis import ranked_units, rf_panels
 from ...runs import RunDir, sweep_run_dir
-from .claims import LOOP, ClaimSpec, arm, gain_differences, per_seed, round_differences
+from .claims import BY_ID, Row
+from .kinds import AxisSlope, RoundSlope, arm, per_seed
 from .table import CLONE, FIRST, GAIN, METHOD, SEED, contexts, groups, label
 
 
@@ -48,41 +51,64 @@ def condition_curves(table: pd.DataFrame, axes: list[str], measures: list[tuple[
     return plots.save(fig, path)
 
 
+def _empty(ax: Any, why: str) -> None:
+    """A panel with nothing to show says why, instead of an empty box."""
+    ax.text(0.5, 0.5, textwrap.fill(why, 40), ha="center", va="center", fontsize=8, color="0.35",
+            transform=ax.transAxes)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
 def loop_figure(table: pd.DataFrame, axes: list[str], path: Path) -> Path:
     """The feedback loop, one row of panels per context: the lead and reverse coefficients of every condition
     (mean and 95% interval over seeds); IMP's per-round cavity effect, data minus clone, paired by seed; the
     magnitude-band AUC per round of every condition (0.5: nothing beyond magnitude)."""
     panels = groups(table, contexts(axes))
     fig, axs = plots.plt.subplots(len(panels), 3, figsize=(14, 3.6 * len(panels)), squeeze=False)
-    growth = next(spec for spec in LOOP if spec.at == "slope")
+    growth = BY_ID["cavity-growth-data-vs-clone"].kind
+    assert isinstance(growth, RoundSlope)
     for row, (ctx, df) in enumerate(panels):
         lag, cav, auc = axs[row]
         conds = groups(df, [a for a in (METHOD, CLONE) if a in df])
         for i, (cond, cdf) in enumerate(conds):
             style = plots.condition_style(cond.get(METHOD, "imp"), bool(cond.get(CLONE, False)))
-            for dx, (col, marker) in zip((-0.12, 0.12), (("lagged_lead", "o"), ("lagged_reverse", "s"))):
+            for dx, (col, marker) in zip((-0.12, 0.12), (("lagged_lead_unit", "o"), ("lagged_reverse_unit", "s"))):
                 v = per_seed(cdf, col, {}, "last").dropna().rename("v").reset_index()
                 if len(v):
                     m = plots.mean_ci(v.assign(x=i + dx), "x", "v")
                     lag.errorbar(m["x"], m["mean"], yerr=[m["mean"] - m["lo"], m["hi"] - m["mean"]], marker=marker,
                                  color=style["color"], mfc="white" if style["ls"] == "--" else style["color"], ms=5,
                                  ls="none", capsize=2)
-            if "cavity_auc_magnitude" in cdf:
-                plots.curve(auc, plots.mean_ci(cdf[cdf["layer"] == FIRST], "round", "cavity_auc_magnitude"), "round",
-                            **style)
+            aucs = cdf[cdf["layer"] == FIRST].dropna(subset=["cavity_auc_matched"]) if "cavity_auc_matched" in cdf \
+                else cdf.iloc[:0]
+            if len(aucs):
+                agg = plots.mean_ci(aucs, "round", "cavity_auc_matched")
+                plots.curve(auc, agg.assign(lo=agg["lo"].clip(0, 1), hi=agg["hi"].clip(0, 1)), "round", **style)
+        for marker, text in (("o", "lead: non-Gaussianity first"), ("s", "reverse: localization first")):
+            lag.plot([], [], marker=marker, ls="none", color="k", mfc="white", label=text)
+        lag.legend(fontsize=7, loc="best")
         lag.set_xticks(range(len(conds)), [plots.condition_style(c.get(METHOD, "imp"), bool(c.get(CLONE, False)))["label"]
                                            for c, _ in conds], rotation=30, ha="right", fontsize=7)
-        lag.set_ylabel("partial correlation\n(o lead: ng first; s reverse: loc first)", fontsize=8)
-        diff = round_differences(df, growth)
+        lag.set_ylabel("partial correlation of the lagged changes\n(unit and round fixed effects)", fontsize=8)
+        lag.axhline(0, color="0.5", lw=0.8, zorder=0)
+        diff = growth.differences(df)
         if len(diff):
             plots.curve(cav, plots.mean_ci(diff, "round", "diff"), "round", label="imp: data minus clone", color="k")
-        cav.set_ylabel("removed-minus-random cavity score\nIMP on the data minus on the clone", fontsize=8)
-        auc.axhline(0.5, color="0.5", lw=0.8, zorder=0)
-        auc.set_ylabel("AUC of the cavity score for the next removal\nwithin |w| deciles", fontsize=8)
-        for ax in (lag, cav):
-            ax.axhline(0, color="0.5", lw=0.8, zorder=0)
+            cav.axhline(0, color="0.5", lw=0.8, zorder=0)
+            cav.set_ylabel("removed-minus-random excess cavity score\nIMP on the data minus on the clone", fontsize=8)
+        else:
+            _empty(cav, "no per-round cavity effect to show: it needs IMP runs on the data and on its Gaussian "
+                        "clone with at least one pruning step")
+        if auc.has_data():
+            auc.axhline(0.5, color="0.5", lw=0.8, zorder=0)
+            auc.set_ylim(0, 1)
+            auc.set_ylabel("AUC of the cavity score for the next removal\nwithin pairs of adjacent |w| rank", fontsize=8)
+        else:
+            _empty(auc, "no magnitude-band AUC to show: it needs runs with at least two pruning steps")
         for ax in (cav, auc):
-            ax.set_xlabel("round (pruning step round -> round + 1)")
+            if ax.has_data():
+                ax.set_xlabel("round (pruning step round -> round + 1)")
+                ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         if len(panels) > 1:
             cav.set_title(label(ctx), fontsize=8)
     plots.legend_below(fig, axs)
@@ -95,9 +121,10 @@ def gain_figure(table: pd.DataFrame, path: Path) -> Path:
     each at the sparsest round with its 95% interval over seeds; a line per pruning method."""
     fig, (left, right) = plots.plt.subplots(1, 2, figsize=(9.5, 3.6))
     for method in sorted(table[METHOD].unique()):
-        spec = ClaimSpec("", "", "localization", "last", arm(method, True), arm(method), +1, 0.0, "")
-        diff = plots.mean_ci(gain_differences(table, spec), "gain", "diff")
-        plots.curve(left, diff, "gain", **plots.condition_style(method, False))
+        diff = AxisSlope("localization", arm(method, True), arm(method), axis=GAIN).differences(table)
+        if len(diff):  # the method has its clone arm
+            plots.curve(left, plots.mean_ci(diff.rename(columns={GAIN: "gain"}), "gain", "diff"), "gain",
+                        **plots.condition_style(method, False))
         for clone in (False, True):
             ng = pd.DataFrame([{"gain": g, "v": v} for g, df in table.groupby(GAIN)
                                for v in per_seed(df, "ng_excess", arm(method, clone), "last").dropna()])
@@ -111,6 +138,31 @@ def gain_figure(table: pd.DataFrame, path: Path) -> Path:
         ax.set_xlabel("gain g (non-Gaussianity of the NLGP)")
     plots.legend_below(fig, [left, right])
     fig.suptitle("dose-response: mean and 95% interval over seeds", fontsize=9)
+    return plots.save(fig, path)
+
+
+def claims_figure(table: pd.DataFrame, axes: list[str], rows: list[Row], path: Path, cols: int = 4) -> Path:
+    """One panel per confirmatory row: the claim's per-seed contrast (its kind draws it), the mean with its
+    95% interval, and the band +-delta of effects too small to matter; titled by id, context and outcome."""
+    shown = [r for r in rows if r.role == "confirmatory"]
+    n_rows = math.ceil(len(shown) / cols)
+    fig, axs = plots.plt.subplots(n_rows, cols, figsize=(3.2 * cols, 2.6 * n_rows), squeeze=False)
+    contexts_of = {}
+    for r in shown:
+        kind = BY_ID[r.id].kind
+        by = [a for a in contexts(axes) if a != kind.over]
+        contexts_of.setdefault(tuple(by), {label(ctx) if ctx else "": df for ctx, df in groups(table, by)})
+    for ax, r in zip(axs.flat, shown):
+        kind = BY_ID[r.id].kind
+        df = contexts_of[tuple(a for a in contexts(axes) if a != kind.over)][r.context]
+        kind.plot(ax, *kind.values(df), r.delta, r.direction)
+        margin = "" if r.margin is None or math.isinf(r.margin) else f", margin {r.margin:.1f}"
+        ax.set_title(textwrap.fill(f"{r.id}{' (' + r.context + ')' if r.context else ''}: {r.outcome}{margin}", 38),
+                     fontsize=7)
+    for ax in list(axs.flat)[len(shown):]:
+        ax.set_visible(False)
+    fig.suptitle("confirmatory claims: per-seed contrast (dots), mean and 95% interval (black), "
+                 "+-delta shaded", fontsize=9)
     return plots.save(fig, path)
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel
 
-from ...analysis import analysis_status
+from ...analysis import CROSS_ROUND, CROSS_ROUND_COLUMNS, ROUND_COLUMNS, analysis_status
 from ...config import RunConfig
 from ...errors import TicketscopeError
 from ...io import read_json
@@ -43,6 +43,19 @@ METHOD = field_path("prune", "method")
 CLONE = field_path("data", "gaussian_clone")
 GAIN = field_path("data", "gain")
 SEED = field_path("seed")
+
+
+def _config_columns(model: type[BaseModel] = RunConfig, prefix: str = "") -> list[str]:
+    cols = []
+    for name, f in model.model_fields.items():
+        sub = f.annotation
+        cols += (_config_columns(sub, f"{prefix}{name}.") if isinstance(sub, type) and issubclass(sub, BaseModel)
+                 else [prefix + name])
+    return cols
+
+
+REPORT_COLUMNS = frozenset([*ROUND_COLUMNS, *CROSS_ROUND_COLUMNS, *_config_columns(), "run"])
+"""Every column the joined table (:func:`collect`) can have: what a claim may read."""
 
 
 def _flatten(cfg: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -72,11 +85,21 @@ def _fate(store: RunDir, error: str | None) -> tuple[str, str]:
     return "failed", error or "unfinished: run the sweep again to resume it"
 
 
+def _not_a_run(sweep_dir: Path) -> None:
+    """Refuse a single run's directory given where a sweep's is expected, saying what reads a run."""
+    if RunDir(sweep_dir).exists() and not (sweep_dir / "sweep.yaml").exists():
+        raise TicketscopeError(
+            f"{sweep_dir} is a run directory, not a sweep: `ticketscope report` reads a sweep directory (made by "
+            f"`ticketscope sweep FILE --out DIR`). For this run, `ticketscope show {sweep_dir}` prints its rounds and "
+            f"`ticketscope analyze {sweep_dir}` writes its tables and figures to {sweep_dir / 'analysis'}")
+
+
 def points(sweep_dir: Path) -> pd.DataFrame:
     """Every point the sweep planned (``sweep.yaml``; without one, every run directory): its flattened
     config, digest, run, and ``status`` (reported | failed | damaged) with the ``reason``, from the run
-    directory and the sweep summary's error."""
+    directory and the sweep summary's error. A single run's directory is refused, saying so."""
     sweep_dir = Path(sweep_dir)
+    _not_a_run(sweep_dir)
     if (sweep_dir / "sweep.yaml").exists():
         planned = [(p.digest, p.config) for p in load_sweep(sweep_dir / "sweep.yaml").points()]
     else:
@@ -94,15 +117,16 @@ def points(sweep_dir: Path) -> pd.DataFrame:
 
 def collect(sweep_dir: Path, n_probe: int = 4096, planned: pd.DataFrame | None = None) -> tuple[pd.DataFrame, list[str]]:
     """Joined per-(run, round, layer) table of every reported point (:func:`points`): each run's
-    ``rounds.parquet`` with its layer's lagged coefficients (``lagged_lead``, ``lagged_reverse``,
-    ``lagged_pairs``, the same on every round), and the fields that vary over the points the sweep
-    planned (failed ones included).
+    ``rounds.parquet`` with its layer's cross-round measures (``lagged_lead_unit``, ...: every
+    :data:`~ticketscope.analysis.CROSS_ROUND_COLUMNS`, the same on every round), and the fields that vary over
+    the points the sweep planned (failed ones included).
 
     Reads each run's stored analysis; raises one error naming the damaged runs and their repair, or the
     runs whose analysis is missing or stale (other rounds, version, ``n_probe``, checkpoints) instead of
     computing it. ``planned``: :func:`points` of the sweep, when the caller has it.
     """
     sweep_dir = Path(sweep_dir)
+    _not_a_run(sweep_dir)
     if planned is None:
         planned = points(sweep_dir) if (sweep_dir / "runs").exists() else pd.DataFrame()
     if planned.empty or not (planned["status"] == "reported").any():
@@ -123,7 +147,10 @@ def collect(sweep_dir: Path, n_probe: int = 4096, planned: pd.DataFrame | None =
     frames = []
     for run in runs:
         flat = _flatten(run.config().model_dump(mode="json"))
-        df = run.analysis_table("rounds").merge(_lagged(run), on="layer", how="left")
+        df = run.analysis_table("rounds")
+        for m in CROSS_ROUND:  # a layer's measures across its rounds, on every round of the layer
+            df = df.merge(run.analysis_table(m.name).add_prefix(f"{m.name}_").rename(columns={f"{m.name}_layer": "layer"}),
+                          on="layer", how="left")
         for k, v in flat.items():
             df[k] = v
         df["run"] = run.name
@@ -131,13 +158,6 @@ def collect(sweep_dir: Path, n_probe: int = 4096, planned: pd.DataFrame | None =
     configs = planned.drop(columns=["digest", "run", "status", "reason"])
     varying = [k for k in configs.columns if k != "name" and configs[k].astype(str).nunique() > 1]
     return pd.concat(frames, ignore_index=True), varying
-
-
-def _lagged(run: RunDir) -> pd.DataFrame:
-    """A run's lagged coefficients per layer, as the columns the table carries on every round of the layer."""
-    lag = run.analysis_table("lagged")
-    return lag.rename(columns={"lead": "lagged_lead", "reverse": "lagged_reverse", "n_pairs": "lagged_pairs"})[
-        ["layer", "lagged_lead", "lagged_reverse", "lagged_pairs"]]
 
 
 def groups(table: pd.DataFrame, by: list[str]) -> list[tuple[dict[str, Any], pd.DataFrame]]:
