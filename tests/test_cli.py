@@ -185,3 +185,18 @@ def test_report_given_a_run_directory_says_it_is_a_run_and_what_reads_one(tmp_pa
     assert "no completed runs" not in err and not (run / "report").exists()
     res = _cli("report", str(tmp_path / "empty"))  # not a run: the sweep message stays
     assert res.returncode == 2 and "no completed runs under" in res.stderr and "run directory" not in res.stderr
+
+
+def test_demo_runs_its_preset_then_reports(tmp_path, inline_sweeps, monkeypatch):
+    """The demo command's own path after its sweep: the demo preset swapped for a tiny sweep of the same shape (the
+    preset itself takes minutes); on main before, the report step failed with a typer OptionInfo for --replicate."""
+    from ticketscope import cli
+
+    tiny = tmp_path / "tiny.yaml"
+    tiny.write_text(yaml.safe_dump({"name": "demo", "base": merge(TINY, {"prune": {"rounds": 1}}),
+                                    "grid": {"prune.method": ["imp", "oneshot"], "seed": [0, 1]}}))
+    real = cli._run_sweep
+    monkeypatch.setattr(cli, "_run_sweep", lambda source, out, executor, *a, **k: real(str(tiny), out, "inline", *a, **k))
+    res = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert "demo finished in" in res.output and (tmp_path / "demo" / "report" / "report.html").exists()

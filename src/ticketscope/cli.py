@@ -271,6 +271,10 @@ def report(sweep_dir: Path = typer.Argument(..., help="sweep directory"),
                "the sweep directory of a replicate on disjoint seeds (`ticketscope sweep SWEEP --replicate N`), "
                "reported first: its confirmatory outcomes are shown beside this sweep's"))) -> None:
     """Write the claims report (HTML + Markdown) with figures from the stored analyses of a sweep's runs."""
+    _report(sweep_dir, n_probe, replicate)
+
+
+def _report(sweep_dir: Path, n_probe: int, replicate: Optional[Path] = None) -> None:
     from .experiments.report import build_report
     from .experiments.sweep import load_sweep
 
@@ -298,7 +302,7 @@ def demo(out: Path = typer.Option(Path("out/demo"), "--out", help="sweep directo
     start = time.perf_counter()
     _run_sweep("demo", out, executor, workers, threads, None, quiet)
     swept = time.perf_counter()
-    report(out, n_probe=4096)
+    _report(out, n_probe=4096)
     typer.echo(f"demo finished in {time.perf_counter() - start:.0f} s (sweep {swept - start:.0f} s, report "
                f"{time.perf_counter() - swept:.0f} s); open {out / 'report' / 'report.html'}")
 

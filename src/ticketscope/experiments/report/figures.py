@@ -162,7 +162,7 @@ def claims_figure(table: pd.DataFrame, axes: list[str], rows: list[Row], path: P
     for ax in list(axs.flat)[len(shown):]:
         ax.set_visible(False)
     fig.suptitle("confirmatory claims: per-seed contrast (dots), mean and 95% interval (black), "
-                 "+-delta shaded", fontsize=9)
+                 "+-delta shaded", fontsize=9, y=1.0 + 0.12 / n_rows)
     return plots.save(fig, path)
 
 
