@@ -13,10 +13,10 @@ from ...io import atomic_write_text, write_json, write_table
 from ...runs import sweep_run_dir
 from ..spec import load_sweep
 from .claims import family, judge
-from .figures import claims_figure, condition_curves, emergence_figure, gain_figure, loop_figure, rf_comparison
+from .figures import axis_figure, claims_figure, condition_curves, emergence_figure, gain_figure, loop_figure, rf_comparison
 from .render import failed_table, seed_ranges, to_html, to_markdown
 from .replicate import compare
-from .table import FIRST, GAIN, SEED, collect, points
+from .table import FIRST, GAIN, KURTOSIS, SEED, collect, points
 
 
 def _machines(sweep_dir: Path, runs: list[str]) -> list[str]:
@@ -85,6 +85,9 @@ def build_report(sweep_dir: str | Path, n_probe: int = 4096, notes: str = "",
         figs["The feedback loop"] = loop_figure(first, axes, out / "loop.png")
     if GAIN in axes:
         figs["Dose-response over the gain"] = gain_figure(first, out / "gain.png")
+    if KURTOSIS in axes:
+        figs["Against the marginals' excess kurtosis"] = axis_figure(
+            first, KURTOSIS, out / "kurtosis_sign.png", "which non-Gaussianity: mean and 95% interval over seeds")
     rows = judge(table, axes, planned, registered)
     if any(r.role == "confirmatory" for r in rows):
         figs = {"Confirmatory claims, seed by seed": claims_figure(first, axes, rows, out / "claims.png"), **figs}

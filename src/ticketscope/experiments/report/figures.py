@@ -18,7 +18,7 @@ from ...analysis import ranked_units, rf_panels
 from ...runs import RunDir, sweep_run_dir
 from .claims import BY_ID, Row
 from .kinds import AxisSlope, RoundSlope, arm, per_seed
-from .table import CLONE, FIRST, GAIN, METHOD, SEED, contexts, groups, label
+from .table import CLONE, FIRST, GAIN, METHOD, NAME, SEED, contexts, groups, label
 
 
 def condition_curves(table: pd.DataFrame, axes: list[str], measures: list[tuple[str, str, Any]],
@@ -138,6 +138,32 @@ def gain_figure(table: pd.DataFrame, path: Path) -> Path:
         ax.set_xlabel("gain g (non-Gaussianity of the NLGP)")
     plots.legend_below(fig, [left, right])
     fig.suptitle("dose-response: mean and 95% interval over seeds", fontsize=9)
+    return plots.save(fig, path)
+
+
+def axis_figure(table: pd.DataFrame, axis: str, path: Path, title: str) -> Path:
+    """Against a numeric sweep axis (e.g. the marginals' excess kurtosis): localization and the signed excess
+    kurtosis of the pre-activations at the sparsest round (the most localized unit's IPR for dense sweeps), mean and
+    95% interval over seeds, one line per pruning method and data set (dashed: the Gaussian clone)."""
+    dense = bool((table["round"] == 0).all())
+    cols = [("ipr_max", "IPR of the most localized unit\n(end of dense training)")] if dense else [
+        ("localization", "localization at the sparsest round\n(1 = chance, lower = more local)"),
+        ("kappa3_excess", "signed kappa - 3 at the sparsest round\nover the same weights at random positions")]
+    fig, axs = plots.plt.subplots(1, len(cols), figsize=(4.8 * len(cols), 3.6), squeeze=False)
+    for cond, df in groups(table, [a for a in (METHOD, CLONE, NAME) if a in table]):
+        style = plots.condition_style(cond.get(METHOD, "imp") if METHOD in table else "imp", bool(cond.get(CLONE, False)))
+        if NAME in cond:
+            style = {**style, "label": f"{style['label']}, {cond[NAME]}", "lw": 1.6 if cond[NAME] == "copula" else 0.8}
+        for ax, (col, ylabel) in zip(axs[0], cols):
+            v = pd.DataFrame([{"x": x, "v": val} for x, g in df.groupby(axis) for val in per_seed(g, col, {}).dropna()])
+            if len(v):
+                plots.curve(ax, plots.mean_ci(v, "x", "v"), "x", **style)
+            ax.set_ylabel(ylabel, fontsize=8)
+    for ax in axs[0]:
+        ax.set_xlabel(axis.split(".")[-1].replace("_", " ") + " of the inputs' marginals")
+        ax.axvline(0, color="0.7", lw=0.8, zorder=0)
+    plots.legend_below(fig, axs)
+    fig.suptitle(title, fontsize=9)
     return plots.save(fig, path)
 
 

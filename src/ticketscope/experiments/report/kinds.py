@@ -217,7 +217,8 @@ class RoundSlope(Kind):
 @dataclass(frozen=True)
 class AxisSlope(Kind):
     """Per seed, the slope of A - B at the sparsest round against the sweep axis ``axis`` (``log``: its natural
-    logarithm); one-sample t over the seeds' slopes. Judged within contexts of the other axes."""
+    logarithm; B None: the slope of A itself); one-sample t over the seeds' slopes. Judged within contexts of the
+    other axes."""
 
     axis: str = ""
     log: bool = True
@@ -227,11 +228,14 @@ class AxisSlope(Kind):
     def over(self) -> str:  # type: ignore[override]
         return self.axis
 
+    def arms(self) -> tuple[Arm, ...]:
+        return (self.a,) if self.b is None else (self.a, self.b)
+
     def differences(self, df: pd.DataFrame) -> pd.DataFrame:
-        """Rows (seed, x, diff, <axis>): A minus B at each value of the axis, paired by seed."""
+        """Rows (seed, x, diff, <axis>): A minus B (or A) at each value of the axis, paired by seed."""
         out = []
         for v, g in df.groupby(self.axis):
-            d = per_seed(g, self.value, self.a) - per_seed(g, self.value, self.b)
+            d = per_seed(g, self.value, self.a) - (per_seed(g, self.value, self.b) if self.b is not None else 0.0)
             out += [{"seed": s, self.axis: v, "x": math.log(v) if self.log else float(v), "diff": x}
                     for s, x in d.dropna().items()]
         return pd.DataFrame(out, columns=["seed", self.axis, "x", "diff"])
@@ -248,3 +252,10 @@ class AxisSlope(Kind):
         if why is None and df[self.axis].nunique() < 2:
             return f"{self.axis} takes one value in this context"
         return why
+
+
+@dataclass(frozen=True)
+class DenseAxisSlope(AxisSlope):
+    """:class:`AxisSlope` at the end of dense training: a trend along an axis of sweeps without pruning rounds."""
+
+    dense: ClassVar[bool] = True

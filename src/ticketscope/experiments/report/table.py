@@ -19,6 +19,7 @@ from pydantic import BaseModel
 
 from ...analysis import CROSS_ROUND, CROSS_ROUND_COLUMNS, ROUND_COLUMNS, analysis_status
 from ...config import RunConfig
+from ...registry import DATASETS, RULES
 from ...errors import TicketscopeError
 from ...io import read_json
 from ...runs import DamagedRun, RunDir, sweep_run_dir
@@ -43,6 +44,8 @@ METHOD = field_path("prune", "method")
 CLONE = field_path("data", "gaussian_clone")
 GAIN = field_path("data", "gain")
 SEED = field_path("seed")
+NAME = field_path("data", "name")
+KURTOSIS = "data.params.excess_kurtosis"  # the copula and elliptical families' knob (checked with the claims)
 
 
 def _config_columns(model: type[BaseModel] = RunConfig, prefix: str = "") -> list[str]:
@@ -54,7 +57,18 @@ def _config_columns(model: type[BaseModel] = RunConfig, prefix: str = "") -> lis
     return cols
 
 
-REPORT_COLUMNS = frozenset([*ROUND_COLUMNS, *CROSS_ROUND_COLUMNS, *_config_columns(), "run"])
+def _params_columns() -> list[str]:
+    """``data.params.NAME`` and ``prune.params.NAME`` of every built-in data set's and rule's own parameters."""
+    cols = []
+    for section, registry, builtin in (("data", DATASETS, "nlgp"), ("prune", RULES, "imp")):
+        registry.require(builtin)  # fills the registry
+        for name in list(registry.objects):
+            model = registry.params_model(name)
+            cols += [f"{section}.params.{f}" for f in (model.model_fields if model is not None else ())]
+    return cols
+
+
+REPORT_COLUMNS = frozenset([*ROUND_COLUMNS, *CROSS_ROUND_COLUMNS, *_config_columns(), *_params_columns(), "run"])
 """Every column the joined table (:func:`collect`) can have: what a claim may read."""
 
 
