@@ -62,11 +62,12 @@ def test_report_builds_with_a_row_per_claim(sweep_dir):
     # no random, cavity, cavity-high or cavity-low runs, and no gain axis: exactly those claims are not testable
     untestable = {r["id"]: r["why"] for r in rows if r["role"] == "not testable"}
     lacking = {"loc-imp-vs-random", "ng-imp-vs-random", "loc-cavity-vs-random", "loc-cavity-high-vs-low",
-               "ng-cavity-high-vs-low", "loc-gain-trend", "loc-clone-imp-vs-random", "loc-path-cavity-high-vs-low"}
+               "ng-cavity-high-vs-low", "loc-gain-trend", "loc-clone-imp-vs-random", "loc-path-cavity-high-vs-low",
+               "loc-kurtosis-trend", "loc-advantage-kurtosis-trend", "loc-elliptical-data-vs-clone"}
     assert {i for i, why in untestable.items() if why.startswith("the sweep")} == lacking
     # tiny runs (probe halves of 128 items) leave the noise-corrected lag with fewer than two seeds in some arms
     assert all(i in lacking or (i.split("-")[0] in ("lead", "reverse", "asymmetry") and
-                                (why == "fewer than two seeds with both arms" or "on fewer than two seeds" in why))
+                                (why == "fewer than two seeds with both arms" or "has a defined value on only" in why))
                for i, why in untestable.items())
     assert "the sweep has no runs of the arm method=random, gaussian_clone=False" in by["loc-imp-vs-random"]["why"]
     assert by["loc-gain-trend"]["why"] == "the sweep does not vary data.gain"
@@ -320,8 +321,9 @@ def test_a_dense_sweep_is_judged_on_the_emergence_claim_only():
     rows = [{"layer": "layers.0", "round": 0, "seed": s, "prune.method": "imp", "data.gaussian_clone": clone,
              "ipr_max": (0.06 if not clone else 0.008) + rng.normal(0, 0.005)} for s in range(3) for clone in (False, True)]
     table = pd.DataFrame(rows)
-    (row,) = judge(table, ["seed", "data.gaussian_clone"])
+    trend, row = judge(table, ["seed", "data.gaussian_clone"])
     assert row.id == "emergence-ipr" and row.outcome == "supported"
+    assert trend.id == "ipr-kurtosis-trend-dense" and trend.role == "not testable"  # no kurtosis axis here
     a = table[~table["data.gaussian_clone"]].set_index("seed")["ipr_max"]
     b = table[table["data.gaussian_clone"]].set_index("seed")["ipr_max"]
     assert row.p == pytest.approx(stats.ttest_rel(a, b).pvalue, rel=1e-9)
@@ -349,7 +351,7 @@ def test_every_claim_names_columns_the_joined_table_has(sweep_dir):
     """A renamed config field or measure would otherwise turn a claim silently into "not testable"."""
     table, _ = collect(sweep_dir)
     for claim in REGISTRY:
-        missing = claim.kind.columns() - set(table.columns) - {GAIN}
+        missing = claim.kind.columns() - set(table.columns) - {GAIN, "data.params.excess_kurtosis"}  # axes this sweep lacks
         assert not missing, f"claim {claim.id!r} names columns the table lacks: {missing}"
     per_class = {c for c in table.columns if re.search(r"_class\d+$", c)}  # as many as the data set has classes
     assert set(table.columns) - per_class <= REPORT_COLUMNS  # the import-time check knows every other column

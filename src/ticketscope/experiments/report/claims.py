@@ -385,10 +385,12 @@ def _judge_one(claim: Claim, delta: float, df: pd.DataFrame, ctx: dict[str, Any]
         a, b = kind.values(df)
         row.mean_a, row.mean_b = float(a.mean()), float(b.mean())
         row.n_a, row.n_b = len(a.dropna()), len(b.dropna())
-        thin = [label(w) for w, v in zip(kind.arms(), (a, b)) if v.notna().sum() < 2] if isinstance(kind, Paired) else []
-        if thin:
-            why = (f"{thin[0]} has a defined value on fewer than two seeds (e.g. a noise-corrected lag where the "
-                   "measure varies no more than its noise, as excess |kappa-3| on a Gaussian clone)")
+        thin = [(label(w), int(v.notna().sum()), len(v)) for w, v in zip(kind.arms(), (a, b))
+                if v.notna().sum() < max(2, len(v) / 2)] if isinstance(kind, Paired) else []
+        if thin:  # a comparison on a chance-selected minority of an arm's seeds is not a comparison of the arms
+            arm_, n, total = thin[0]
+            why = (f"{arm_} has a defined value on only {n} of its {total} seeds (e.g. a noise-corrected lag where "
+                   "the measure varies no more than its noise, as excess |kappa-3| on a Gaussian clone)")
         elif kind.identical(a, b):
             why = "arms A and B are identical by design here (the same value on every seed)"
         elif np.isinf(a.to_numpy(float)).any() or np.isinf(b.to_numpy(float)).any():
