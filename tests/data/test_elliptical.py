@@ -17,6 +17,7 @@ import pytest
 import torch
 from scipy import integrate
 
+from data.fields import by_class, cov_zscores, kurtosis_zscore
 from ticketscope.config import DataConfig, parse_config
 from ticketscope.data import CopulaTask, EllipticalTask, make_dataset
 from ticketscope.data.elliptical import RADII, RADIUS_SLOT, EllipticalParams, RadiusLaw
@@ -33,27 +34,6 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-def by_class(task: EllipticalTask, n: int, seed: int = 0) -> list[np.ndarray]:
-    X, y = task.sample(n, seed=seed)
-    return [X[y == c].double().numpy() for c in range(task.num_classes)]
-
-
-def cov_zscores(X: np.ndarray, cov: np.ndarray) -> np.ndarray:
-    """z-scores of the zero-mean sample covariance X^T X / n against ``cov`` (upper triangle); the products of one
-    image are i.i.d. across images."""
-    iu = np.triu_indices(X.shape[1])
-    prods = X[:, iu[0]] * X[:, iu[1]]
-    return (prods.mean(0) - cov[iu]) / (prods.std(0) / math.sqrt(len(X)))
-
-
-def kurtosis_zscore(X: np.ndarray, excess: float) -> float:
-    """As in test_copula.py: the pooled pixel kurtosis against 3 + excess, linearized, per-image terms."""
-    m4 = 3 + excess
-    x2, x4 = (X**2).mean(1), (X**4).mean(1)
-    a = x4 - m4 - 2 * m4 * (x2 - 1)
-    return (x4.mean() / x2.mean() ** 2 - m4) / (a.std() / math.sqrt(len(X)))
 
 
 # ------------------------------------------------------------------------------------------- radius laws

@@ -144,8 +144,8 @@ def to_markdown(rows: list[Row], figs: dict[str, Path], header: str, notes: str,
              *(replicate or []), *(failed or [])]
     lines += ["## What each claim measures, and the control that rules out a trivial yes", ""]
     for spec in (BY_ID[i] for i in dict.fromkeys(r.id for r in rows if r.role != "not testable")):
-        a, b = (label(arm) for arm in spec.kind.arms()[:2])
-        lines += [f"- `{spec.id}` **{spec.text}.** Value: {spec.measure}. A = {a}; B = {b}. {spec.control}", ""]
+        arms = "; ".join(f"{name} = {label(arm)}" for name, arm in zip(("A", "B", "A2", "B2"), spec.kind.arms()))
+        lines += [f"- `{spec.id}` **{spec.text}.** Value: {spec.measure}. {arms}. {spec.control}", ""]
     if notes:
         lines += ["## How this sweep was chosen", "", notes, ""]
     for title, fig in figs.items():
