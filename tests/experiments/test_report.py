@@ -512,3 +512,5 @@ def test_the_kurtosis_sign_claims_are_slopes_over_the_family_axis():
     assert by[("loc-elliptical-data-vs-clone", "name=elliptical, excess_kurtosis=3.0")].outcome == "opposite"
     assert by[("loc-elliptical-data-vs-clone", "name=copula, excess_kurtosis=1.0")].role == "not testable"
     assert all(r.outcome == "supported" for (i, _), r in by.items() if i == "kappa3-imp-vs-oneshot")  # -0.2: IMP pushes down
+    md = report.to_markdown(list(by.values()), {}, "h", "")  # a slope without arm B names its one arm
+    assert "`loc-kurtosis-trend` **IMP's receptive fields" in md and "A = method=imp, gaussian_clone=False, name=copula. " in md
