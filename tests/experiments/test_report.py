@@ -514,3 +514,19 @@ def test_the_kurtosis_sign_claims_are_slopes_over_the_family_axis():
     assert all(r.outcome == "supported" for (i, _), r in by.items() if i == "kappa3-imp-vs-oneshot")  # -0.2: IMP pushes down
     md = report.to_markdown(list(by.values()), {}, "h", "")  # a slope without arm B names its one arm
     assert "`loc-kurtosis-trend` **IMP's receptive fields" in md and "A = method=imp, gaussian_clone=False, name=copula. " in md
+
+
+def test_the_causal_tests_magnitude_match_is_measured_not_promised():
+    """removed_abs_w per step: cavity-high over cavity-low and over IMP, seed means, as the report states them."""
+    from ticketscope.experiments.report.render import match_table
+    from ticketscope.experiments.report.table import magnitude_match
+
+    rows = [{"layer": "layers.0", "round": r, "seed": s_, "prune.method": m, "removed_abs_w": w * (1 + 0.1 * s_)}
+            for s_ in range(3) for r in range(2) for m, w in (("cavity-high", 0.2 + r), ("cavity-low", 0.1 + r),
+                                                              ("imp", 0.05))]
+    match = magnitude_match(pd.DataFrame(rows))
+    assert match.loc[0, "cavity-high"] == pytest.approx(0.2 * 1.1) and match.loc[1, "imp"] == pytest.approx(0.05 * 1.1)
+    md = "\n".join(match_table(match))
+    assert "cavity-high / cavity-low from 1.091 to 2.000 over the steps" in md  # 1.2/1.1 and 0.2/0.1
+    assert "| 0 | 0.22 | 0.11 | 2.000 | 0.055 | 4.000 |" in md
+    assert match_table(match.drop(columns="cavity-low")) == []  # without both rules, no such section

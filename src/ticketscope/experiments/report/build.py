@@ -14,9 +14,9 @@ from ...runs import sweep_run_dir
 from ..spec import load_sweep
 from .claims import family, judge
 from .figures import axis_figure, claims_figure, condition_curves, emergence_figure, gain_figure, loop_figure, rf_comparison
-from .render import failed_table, seed_ranges, to_html, to_markdown
+from .render import failed_table, match_table, seed_ranges, to_html, to_markdown
 from .replicate import compare
-from .table import FIRST, GAIN, KURTOSIS, SEED, collect, points
+from .table import FIRST, GAIN, KURTOSIS, SEED, collect, magnitude_match, points
 
 
 def _machines(sweep_dir: Path, runs: list[str]) -> list[str]:
@@ -104,7 +104,8 @@ def build_report(sweep_dir: str | Path, n_probe: int = 4096, notes: str = "",
               + (f", **{len(failed)} failed** (listed below the claims)" if len(failed) else "")
               + f"; seeds {seed_ranges(seeds)}; varying fields: {', '.join(axes) or 'none'}; trained on "
               + ("; ".join(machines) or "unknown"))
-    md_text = to_markdown(rows, figs, header, notes, failed_table(failed, axes), registered is not None, comparison)
+    md_text = to_markdown(rows, figs, header, notes, failed_table(failed, axes), registered is not None, comparison,
+                          match_table(magnitude_match(first)))
     atomic_write_text(out / "report.md", md_text + "\n")
     atomic_write_text(out / "report.html", to_html(md_text, figs))
     return out / "report.html"

@@ -135,13 +135,33 @@ def claim_tables(rows: list[Row], registered: bool) -> list[str]:
     return lines
 
 
+def match_table(match: pd.DataFrame) -> list[str]:
+    """Markdown lines: the causal test's measured magnitude match, step by step (empty without both rules)."""
+    if not {"cavity-high", "cavity-low"} <= set(match.columns):
+        return []
+    ratio = match["cavity-high"] / match["cavity-low"]
+    imp = "imp" in match
+    lines = ["## The causal test's measured magnitude match", "",
+             "Mean |w| removed at each pruning step (first layer, mean over seeds). cavity-high and cavity-low choose "
+             "from the same strata of adjacent |w| ranks, so on the same weights they match within 1%; their runs "
+             f"then diverge, and this is what they matched: cavity-high / cavity-low from {ratio.min():.3f} to "
+             f"{ratio.max():.3f} over the steps" + (f"; against IMP's, cavity-high removed {(match['cavity-high'] / match['imp']).min():.2f}"
+                                                    f"-{(match['cavity-high'] / match['imp']).max():.2f}x" if imp else "") + ".",
+             "", "| step from round | cavity-high | cavity-low | high / low |" + (" imp | high / imp |" if imp else ""),
+             "|---" * (6 if imp else 4) + "|"]
+    for r, row in match.iterrows():
+        extra = f" {row['imp']:.4g} | {row['cavity-high'] / row['imp']:.3f} |" if imp else ""
+        lines.append(f"| {r} | {row['cavity-high']:.4g} | {row['cavity-low']:.4g} | {ratio[r]:.3f} |{extra}")
+    return [*lines, ""]
+
+
 def to_markdown(rows: list[Row], figs: dict[str, Path], header: str, notes: str, failed: list[str] | None = None,
-                registered: bool = False, replicate: list[str] | None = None) -> str:
+                registered: bool = False, replicate: list[str] | None = None, extra: list[str] | None = None) -> str:
     """The report as Markdown: header, rule, confirmatory and exploratory tables, what is not testable, the
-    replicate's comparison, the points left out (``failed``: lines of :func:`failed_table`), what each
-    claim measures, notes, figures."""
+    replicate's comparison, ``extra`` sections (e.g. :func:`match_table`), the points left out (``failed``: lines
+    of :func:`failed_table`), what each claim measures, notes, figures."""
     lines = ["# ticketscope claims report", "", header, "", RULE, "", *claim_tables(rows, registered),
-             *(replicate or []), *(failed or [])]
+             *(replicate or []), *(extra or []), *(failed or [])]
     lines += ["## What each claim measures, and the control that rules out a trivial yes", ""]
     for spec in (BY_ID[i] for i in dict.fromkeys(r.id for r in rows if r.role != "not testable")):
         arms = "; ".join(f"{name} = {label(arm)}" for name, arm in zip(("A", "B", "A2", "B2"), spec.kind.arms()))

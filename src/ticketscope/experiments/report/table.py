@@ -191,3 +191,12 @@ def label(values: dict[str, Any]) -> str:
 def contexts(axes: list[str]) -> list[str]:
     """The varying fields claims are judged within: every axis but the seed and the two arms' fields."""
     return [a for a in axes if a not in (SEED, METHOD, CLONE)]
+
+
+def magnitude_match(first: pd.DataFrame, rules: tuple[str, ...] = ("cavity-high", "cavity-low", "imp")) -> pd.DataFrame:
+    """Per pruning step (the round it starts from), the mean over seeds of the mean |w| each of ``rules`` removed
+    (``removed_abs_w``, first layer), one column per rule present: what the causal test's rules actually matched."""
+    df = first[first[METHOD].isin(rules)].dropna(subset=["removed_abs_w"]) if "removed_abs_w" in first else first.iloc[:0]
+    if df.empty:
+        return pd.DataFrame()
+    return df.groupby([METHOD, "round"])["removed_abs_w"].mean().unstack(METHOD)[[r for r in rules if r in set(df[METHOD])]]
