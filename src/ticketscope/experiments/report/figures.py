@@ -73,7 +73,11 @@ def loop_figure(table: pd.DataFrame, axes: list[str], path: Path) -> Path:
         for i, (cond, cdf) in enumerate(conds):
             style = plots.condition_style(cond.get(METHOD, "imp"), bool(cond.get(CLONE, False)))
             for dx, (col, marker) in zip((-0.12, 0.12), (("lagged_lead_unit", "o"), ("lagged_reverse_unit", "s"))):
-                v = per_seed(cdf, col, {}, "last").dropna().rename("v").reset_index()
+                every = per_seed(cdf, col, {}, "last")
+                v = every.dropna().rename("v").reset_index()
+                if len(v) < max(2, len(every) / 2):  # defined on a chance-selected minority of seeds: not shown
+                    lag.text(i, 0, "undefined on\nmost seeds", ha="center", va="bottom", fontsize=6, color="0.4")
+                    continue
                 if len(v):
                     m = plots.mean_ci(v.assign(x=i + dx), "x", "v")
                     lag.errorbar(m["x"], m["mean"], yerr=[m["mean"] - m["lo"], m["hi"] - m["mean"]], marker=marker,
