@@ -50,7 +50,9 @@ ADDED = {  # fields files gained after af92e81 (records, not results), left out 
                     "p_adj", "p_equivalence_adj", "verdict", "seeds_needed",
                     # issue 27: claims as records with stable ids, five outcomes with margins, a registered family
                     "id", "role", "se", "p_equivalence", "outcome", "margin", "fragile", "why", "registered",
-                    "registered_seeds"},
+                    "registered_seeds",
+                    # issue 28: a claim's second specification (the lags' round fixed effects)
+                    "also_effect", "also_ci_lo", "also_ci_hi", "also_outcome"},
 }
 ADDED_COLUMNS = {  # table columns added after af92e81 (issue 19): new measures, left out so old and new compare
     "cavity_auc_magnitude", "cavity_auc_bins", "lagged_lead", "lagged_reverse", "lagged_pairs",
@@ -64,7 +66,10 @@ NEW_CLAIMS = ("The lead", "The reverse", "The per-round cavity", "Cavity scores 
               "On the Gaussian clone", "IMP's localization advantage", "IMP's rise of excess",  # issue 28: necessity
               "The data's localization advantage",  # issue 27: listed, as not testable, where a sweep has no gain axis
               "The weights IMP removes",  # issue 28: judged on the excess cavity score (a control with the IPR mechanism)
-              "In the", "The asymmetry")  # issue 28: the matched-pair AUC by phase, the loop's asymmetry
+              "In the", "The asymmetry",  # issue 28: the matched-pair AUC by phase, the loop's asymmetry
+              "The per-round excess",  # issue 28: the per-round cavity effect on the excess score
+              "IMP's receptive fields end", "IMP finds more local receptive fields on elliptical",  # issue 29
+              "IMP pushes the pre-activations'")
 NEW_FILES = {"report/points.parquet",  # files added after af92e81: every planned point and what became of it
              "report/report.json"}  # issue 27: the report's seeds, machines, family and replicate
 NEW_TABLES = {"lagged.parquet"}  # in every run's analysis: the lagged per-unit statistics (issue 19)
