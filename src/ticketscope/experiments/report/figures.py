@@ -191,8 +191,9 @@ def claims_figure(table: pd.DataFrame, axes: list[str], rows: list[Row], path: P
                      fontsize=7)
     for ax in list(axs.flat)[len(shown):]:
         ax.set_visible(False)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.3 / (2.6 * n_rows)), w_pad=1.5)
     fig.suptitle("confirmatory claims: per-seed contrast (dots), mean and 95% interval (black), "
-                 "+-delta shaded", fontsize=9, y=1.0 + 0.12 / n_rows)
+                 "+-delta shaded", fontsize=9)
     return plots.save(fig, path)
 
 
