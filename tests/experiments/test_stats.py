@@ -1,4 +1,4 @@
-"""Verdict statistics against scipy and hand computations: paired and Welch t, TOST, Holm, verdicts."""
+"""Outcome statistics against scipy and hand computations: paired and Welch t, TOST, Holm, five outcomes, margins."""
 
 import math
 

@@ -30,7 +30,7 @@ SHOWN = 3  # run directories named in the error for runs without a current analy
 
 def field_path(*names: str) -> str:
     """The table column of a config field (``field_path("prune", "method") == "prune.method"``); raises
-    if :class:`RunConfig` has no such field, so a renamed field fails at import, not as "not tested"."""
+    if :class:`RunConfig` has no such field, so a renamed field fails at import, not as "not testable"."""
     model: Any = RunConfig
     for i, name in enumerate(names):
         if not (isinstance(model, type) and issubclass(model, BaseModel)) or name not in model.model_fields:
