@@ -6,6 +6,17 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Sample bits are promised at one torch thread (the fingerprints); every test of a module using this runs so."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def by_class(task, n: int, seed: int = 0) -> list[np.ndarray]:

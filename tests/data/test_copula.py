@@ -23,7 +23,7 @@ import torch
 from numpy.polynomial.hermite_e import hermegauss
 from scipy import integrate
 
-from data.fields import by_class, cov_zscores, kurtosis_zscore
+from data.fields import by_class, cov_zscores, kurtosis_zscore, one_torch_thread  # noqa: F401 (autouse)
 from ticketscope.config import DataConfig, parse_config
 from ticketscope.data import CopulaTask, NLGPTask, make_dataset
 from ticketscope.data.copula import (BISECTIONS, CopulaParams, ErfMap, GaussianMap, TukeyHMap, marginal_for_kurtosis,
@@ -33,14 +33,6 @@ from ticketscope.data.stream import BLOCK
 from ticketscope.errors import TicketscopeError
 
 Z_MAX = 5.5
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def gauss_hermite_2d(n: int = 200) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

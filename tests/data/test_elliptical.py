@@ -17,7 +17,7 @@ import pytest
 import torch
 from scipy import integrate
 
-from data.fields import by_class, cov_zscores, kurtosis_zscore
+from data.fields import by_class, cov_zscores, kurtosis_zscore, one_torch_thread  # noqa: F401 (autouse)
 from ticketscope.config import DataConfig, parse_config
 from ticketscope.data import CopulaTask, EllipticalTask, make_dataset
 from ticketscope.data.elliptical import RADII, RADIUS_SLOT, EllipticalParams, RadiusLaw
@@ -26,14 +26,6 @@ from ticketscope.data.stream import TorusSampler
 from ticketscope.errors import TicketscopeError
 
 Z_MAX = 5.5
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 # ------------------------------------------------------------------------------------------- radius laws

@@ -25,15 +25,13 @@ import numpy as np
 import pandas as pd
 
 from .. import stats
-from .table import FIRST, SEED, label
+from .table import CLONE, FIRST, METHOD, SEED, label
 
 Arm = dict[str, Any]  # config column -> value
 
 
 def arm(method: str, clone: bool = False) -> Arm:
     """The arm of runs pruned by ``method`` on the data (or on its Gaussian clone)."""
-    from .table import CLONE, METHOD
-
     return {METHOD: method, CLONE: clone}
 
 
