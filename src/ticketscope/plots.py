@@ -147,7 +147,7 @@ def rf_grid(panels: Sequence[RFPanel], path: str | Path, title: str = "") -> Pat
             ax.set_title(p.captions[j], fontsize=6, pad=2)
     legend = ("red +, blue -; ticks: kept connections" if len(panels[0].shape) == 1
               else "red +, blue -; grey: pruned pixels")
-    fig.suptitle(f"{title}\n({legend})", fontsize=9)
+    fig.suptitle(f"{title}\n({legend})", fontsize=9, y=1 - 0.04 / height, va="top")  # 0.04 inch from the top
     fig.tight_layout(h_pad=0.6, w_pad=0.3, rect=(0, 0, 1, 1 - 0.45 / height))
     return save(fig, path)
 

@@ -341,6 +341,20 @@ def test_report_on_a_sweep_that_varies_the_input_shape(tmp_path):
     assert (html.parent / "rf_grid.png").stat().st_size > 10_000
 
 
+def test_report_draws_one_rf_grid_per_data_family(tmp_path):
+    """A sweep across data families gets one RF grid per family (a single grid of every condition grew to
+    15,000 pixels on the kurtosis-sign preset); each grid's conditions are labelled without the family."""
+    sweep = load_sweep({"name": "families", "base": merge(TINY, {"prune": {"rounds": 1}, "train": {"steps": 20}}),
+                        "zip": [{"data.name": ["nlgp", "elliptical"],
+                                 "data.params": [{}, {"excess_kurtosis": 1.0}]}]})
+    assert (run_sweep(sweep, tmp_path, workers=1, progress=False)["status"] == "ok").all()
+    html = build_report(tmp_path)
+    grids = sorted(p.name for p in html.parent.glob("rf_grid*.png"))
+    assert grids == ["rf_grid_elliptical.png", "rf_grid_nlgp.png"]
+    text = html.read_text()
+    assert "Receptive fields: elliptical" in text and "Receptive fields: nlgp" in text
+
+
 @pytest.mark.parametrize("seeds, text", [([8, 0, 1, 2, 5, 7], "0-2, 5, 7-8"), ([], "none"), ([3], "3"),
                                          (list(range(64)), "0-63"), ([1, 3], "1, 3")])
 def test_seed_ranges_name_every_seed_once(seeds, text):

@@ -62,7 +62,7 @@ def build_report(sweep_dir: str | Path, n_probe: int = 4096, notes: str = "",
              ("ng_excess", "excess |kappa-3| over that null", 0.0),
              ("kappa_pooled", "kappa per class, pooled", 3.0)],
             out / "kurtosis.png", "first-layer pre-activation kurtosis"),
-        "Receptive fields": rf_comparison(sweep_dir, table, axes, out / "rf_grid.png"),
+        **rf_comparison(sweep_dir, table, axes, out),
         "What kind of receptive field": condition_curves(
             first, axes, [("balance", "signed balance |sum w| / sum |w|\n(1 one-signed blob, 0 difference filter;"
                                       "\ndotted: the same |w| with random signs)", "balance_null"),

@@ -215,16 +215,32 @@ def _input_shape(run: RunDir) -> tuple[int, ...]:
     return tuple((run.analysis_info() or {})["input_shape"])
 
 
-def rf_comparison(sweep_dir: Path, table: pd.DataFrame, axes: list[str], path: Path, k: int = 6) -> Path:
-    """RF grids, one seed: each condition's most localized units at the dense and sparsest rounds."""
+def rf_comparison(sweep_dir: Path, table: pd.DataFrame, axes: list[str], out: Path, k: int = 6,
+                  both_rounds_up_to: int = 6) -> dict[str, Path]:
+    """RF grids, one seed, each condition's most localized units: one grid per data family where the sweep
+    varies the family (``rf_grid_<name>.png``), else one (``rf_grid.png``). A grid of at most
+    ``both_rounds_up_to`` conditions shows the dense and the sparsest round, a larger one the sparsest only."""
     conds = [a for a in axes if a != SEED]
     seed = table[SEED].min()
-    panels = []
-    for values, df in groups(table[table[SEED] == seed], conds):
-        run = sweep_run_dir(sweep_dir, df["run"].iloc[0])
-        done = run.rounds()
-        units = run.analysis_table("units")
-        ends = {r: run.load(done[r], "final.safetensors") for r in (0, len(done) - 1)}
-        panels += rf_panels(ends, units, FIRST, ranked_units(units, FIRST, len(done) - 1)[:k], label(values),
-                            _input_shape(run))
-    return plots.rf_grid(panels, path, title=f"most localized first-layer units, seed {seed}")
+    at_seed = table[table[SEED] == seed]
+    families = groups(at_seed, [NAME]) if NAME in conds else [({}, at_seed)]
+    grids = {}
+    for family, rows_of in families:
+        within = [a for a in conds if a != NAME]
+        conditions = groups(rows_of, within)
+        panels = []
+        for values, df in conditions:
+            run = sweep_run_dir(sweep_dir, df["run"].iloc[0])
+            done = run.rounds()
+            units = run.analysis_table("units")
+            shown = (0, len(done) - 1) if len(conditions) <= both_rounds_up_to else (len(done) - 1,)
+            ends = {r: run.load(done[r], "final.safetensors") for r in shown}
+            panels += rf_panels(ends, units, FIRST, ranked_units(units, FIRST, len(done) - 1)[:k], label(values),
+                                _input_shape(run))
+        name = family.get(NAME)
+        title = f"most localized first-layer units, seed {seed}" + (f", {name} inputs" if name else "")
+        if len(conditions) > both_rounds_up_to:
+            title += ", sparsest round"
+        key = "Receptive fields" + (f": {name}" if name else "")
+        grids[key] = plots.rf_grid(panels, out / (f"rf_grid_{name}.png" if name else "rf_grid.png"), title=title)
+    return grids
