@@ -544,3 +544,22 @@ def test_the_causal_tests_magnitude_match_is_measured_not_promised():
     assert "cavity-high / cavity-low from 1.091 to 2.000 over the steps" in md  # 1.2/1.1 and 0.2/0.1
     assert "| 0 | 0.22 | 0.11 | 2.000 | 0.055 | 4.000 |" in md
     assert match_table(match.drop(columns="cavity-low")) == []  # without both rules, no such section
+
+
+def test_the_dense_axis_figure_names_no_pruning_method_and_shows_every_seed(tmp_path, monkeypatch):
+    """The dense anchor's figure: a line per arm labelled 'dense, data' / 'dense, clone' (it used to say 'imp'
+    of a sweep that prunes nothing) and one point per seed, so a mean carried by a few localizing seeds shows."""
+    from ticketscope.experiments.report.figures import axis_figure
+    rng = np.random.default_rng(5)
+    ks = [-1.5, 0.0, 2.0]
+    table = pd.DataFrame([{"layer": FIRST, "round": 0, SEED: s, "prune.method": "imp", "data.gaussian_clone": c,
+                           "data.name": "copula", "data.params.excess_kurtosis": k, "ipr_max": rng.uniform(0.007, 0.02)}
+                          for s in range(4) for c in (False, True) for k in ks])
+    figs = []
+    monkeypatch.setattr(plots, "save", lambda fig, path, **kw: figs.append(fig) or path)
+    axis_figure(table, "data.params.excess_kurtosis", tmp_path / "k.png", "t")
+    (fig,) = figs
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["dense, data, copula", "dense, clone, copula"]
+    points = np.concatenate([c.get_offsets()[:, 1] for c in fig.axes[0].collections if hasattr(c, "get_offsets")
+                             and len(c.get_offsets()) == len(ks) * 4])
+    assert np.sort(points).tolist() == pytest.approx(np.sort(table["ipr_max"].to_numpy()).tolist())

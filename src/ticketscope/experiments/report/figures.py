@@ -148,7 +148,8 @@ def gain_figure(table: pd.DataFrame, path: Path) -> Path:
 def axis_figure(table: pd.DataFrame, axis: str, path: Path, title: str) -> Path:
     """Against a numeric sweep axis (e.g. the marginals' excess kurtosis): localization and the signed excess
     kurtosis of the pre-activations at the sparsest round (the most localized unit's IPR for dense sweeps), mean and
-    95% interval over seeds, one line per pruning method and data set (dashed: the Gaussian clone)."""
+    95% interval over seeds, one line per pruning method and data set (dashed: the Gaussian clone); a dense sweep
+    also shows each seed (a few seeds that localize can carry a mean)."""
     dense = bool((table["round"] == 0).all())
     cols = [("ipr_max", "IPR of the most localized unit\n(end of dense training)")] if dense else [
         ("localization", "localization at the sparsest round\n(1 = chance, lower = more local)"),
@@ -156,12 +157,17 @@ def axis_figure(table: pd.DataFrame, axis: str, path: Path, title: str) -> Path:
     fig, axs = plots.plt.subplots(1, len(cols), figsize=(4.8 * len(cols), 3.6), squeeze=False)
     for cond, df in groups(table, [a for a in (METHOD, CLONE, NAME) if a in table]):
         style = plots.condition_style(cond.get(METHOD, "imp") if METHOD in table else "imp", bool(cond.get(CLONE, False)))
+        if dense:  # no pruning method to name
+            style["label"] = "dense, " + ("clone" if cond.get(CLONE, False) else "data")
         if NAME in cond:
             style = {**style, "label": f"{style['label']}, {cond[NAME]}", "lw": 1.6 if cond[NAME] == "copula" else 0.8}
         for ax, (col, ylabel) in zip(axs[0], cols):
             v = pd.DataFrame([{"x": x, "v": val} for x, g in df.groupby(axis) for val in per_seed(g, col, {}).dropna()])
             if len(v):
                 plots.curve(ax, plots.mean_ci(v, "x", "v"), "x", **style)
+                if dense:
+                    ax.scatter(v["x"] + (0.04 if cond.get(CLONE, False) else -0.04), v["v"], s=7, alpha=0.5,
+                               color=style["color"], marker="x" if cond.get(CLONE, False) else "o", lw=0.8)
             ax.set_ylabel(ylabel, fontsize=8)
     for ax in axs[0]:
         ax.set_xlabel(axis.split(".")[-1].replace("_", " ") + " of the inputs' marginals")
