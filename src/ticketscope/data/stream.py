@@ -278,7 +278,11 @@ class BlockStream:
         w0, X, y = self._windows.pop(key) if window is not None else (0, torch.empty(0, self.dim),
                                                                        torch.empty(0, dtype=torch.int64))
         first, last = offset // BLOCK, -(-stop // BLOCK)
-        ahead = min(self._ahead_cap, 2 * ahead or 1) if seq == offset and last - first < READAHEAD_BELOW else 0
+        # read ahead only what every stream's window can keep at once: past CACHE_FLOATS the LRU would evict the
+        # window a round-robin reader (an ensemble) needs next, and every block read ahead would be computed twice
+        share = CACHE_FLOATS // (BLOCK * self.dim * (len(self._windows) + 1)) - 2  # minus the partial blocks
+        ahead = (min(self._ahead_cap, share, 2 * ahead or 1) if seq == offset and last - first < READAHEAD_BELOW
+                 and share > 0 else 0)
         self._next[key] = (stop, ahead)
         w1 = w0 + len(X) // BLOCK
         if not w0 <= first < w1:  # the window does not hold the start: compute from there
