@@ -234,18 +234,19 @@ def rf_comparison(sweep_dir: Path, table: pd.DataFrame, axes: list[str], out: Pa
     for family, rows_of in families:
         within = [a for a in conds if a != NAME]
         conditions = groups(rows_of, within)
-        panels = []
+        panels, pruned = [], False
         for values, df in conditions:
             run = sweep_run_dir(sweep_dir, df["run"].iloc[0])
             done = run.rounds()
             units = run.analysis_table("units")
             shown = (0, len(done) - 1) if len(conditions) <= both_rounds_up_to else (len(done) - 1,)
             ends = {r: run.load(done[r], "final.safetensors") for r in shown}
+            pruned |= len(done) > 1
             panels += rf_panels(ends, units, FIRST, ranked_units(units, FIRST, len(done) - 1)[:k], label(values),
                                 _input_shape(run))
         name = family.get(NAME)
         title = f"most localized first-layer units, seed {seed}" + (f", {name} inputs" if name else "")
-        if len(conditions) > both_rounds_up_to:
+        if pruned and len(conditions) > both_rounds_up_to:
             title += ", sparsest round"
         key = "Receptive fields" + (f": {name}" if name else "")
         grids[key] = plots.rf_grid(panels, out / (f"rf_grid_{name}.png" if name else "rf_grid.png"), title=title)
